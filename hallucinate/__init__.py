@@ -1,0 +1,22 @@
+"""hallucinate: few-shot image classification with data hallucination."""
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+def load(checkpoint: str | Path, *, device: str | None = None):
+    """The trained few-shot classifier in ``checkpoint`` (best-on-validation weights), in eval mode.
+
+    It keeps the learner contract ``model(support, support_labels, query) -> logits``; ``model.transform`` turns a
+    PIL image into the tensor it expects; ``model.set_hallucination(False)`` switches hallucination off.
+    """
+    from .device import resolve_device
+    from .model import build_classifier
+    from .training import EpisodicConfig, load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    config = EpisodicConfig(**state["config"])
+    model = build_classifier(config)
+    model.load_state_dict(state["best_model"])
+    model.config = config
+    return model.to(resolve_device(device)).eval()

@@ -1,0 +1,119 @@
+"""hallucinate run | eval | ingest | export"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", help="data sets folder (default: $HALLUCINATE_DATA, else ./data)")
+    parser.add_argument("--cache-dir", help="stores and feature banks (default: $HALLUCINATE_CACHE, else "
+                                            "~/.cache/hallucinate)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hallucinate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train the pipeline a Python file defines")
+    run.add_argument("pipeline", help="a pipeline file, e.g. pipelines/omniglot_protonet_gan.py")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    run.add_argument("--out", help="run folder (default: runs/<pipeline name>)")
+    run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _paths(run)
+
+    evaluate = commands.add_parser("eval", help="accuracy of a checkpoint over seeded test episodes")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--n-way", type=int, default=5)
+    evaluate.add_argument("--k-shot", type=int, default=1)
+    evaluate.add_argument("--q-query", type=int, default=15)
+    evaluate.add_argument("--episodes", type=int, default=1000)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--no-hallucinate", action="store_true", help="evaluate without synthetic examples")
+    evaluate.add_argument("--per-episode", action="store_true", help="include every episode's accuracy")
+    evaluate.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    evaluate.add_argument("--no-progress", action="store_true")
+    _paths(evaluate)
+
+    ingest = commands.add_parser("ingest", help="build a data set's LMDB store")
+    ingest.add_argument("dataset")
+    ingest.add_argument("--image-size", type=int)
+    ingest.add_argument("--rebuild", action="store_true", help="rebuild even if a current store exists")
+    _paths(ingest)
+
+    export = commands.add_parser("export", help="write a checkpoint's best weights, config and metrics alone "
+                                                "(no optimizer state): a small file to publish")
+    export.add_argument("checkpoint")
+    export.add_argument("output")
+    return parser
+
+
+def _run(args) -> dict:
+    from .pipeline import load_pipeline
+    from .training import override
+
+    module = load_pipeline(args.pipeline)
+    config = override(module.CONFIG, args.set)
+    out = Path(args.out or Path("runs") / Path(args.pipeline).stem)
+    summary = module.run(config, out=out, resume=args.resume, data_root=args.data_root, cache_dir=args.cache_dir,
+                         device=args.device, progress=not args.no_progress)
+    return {key: summary[key] for key in ("episodes", "best_val_accuracy", "best_episode")} | {"out": str(out)}
+
+
+def _eval(args) -> dict:
+    from . import load
+    from .data import open_store
+    from .data.paths import cache_dir
+    from .device import resolve_device
+    from .evaluation import evaluate
+
+    device = resolve_device(args.device)
+    model = load(args.checkpoint, device=args.device)
+    store = open_store(model.config.dataset, image_size=model.config.image_size, root=args.data_root,
+                       cache=args.cache_dir)
+    hallucinate = model.hallucinating and not args.no_hallucinate
+    result = evaluate(model, store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
+                      episodes=args.episodes, seed=args.seed, hallucinate=hallucinate, device=device,
+                      precision=args.precision, cache=cache_dir(args.cache_dir), progress=not args.no_progress)
+    return result.as_dict(per_episode=args.per_episode) | {"checkpoint": str(args.checkpoint), "split": args.split}
+
+
+def _ingest(args) -> dict:
+    from .data import open_store
+
+    store = open_store(args.dataset, image_size=args.image_size, root=args.data_root, cache=args.cache_dir,
+                       rebuild=args.rebuild)
+    return {"store": str(store.path), "splits": {name: {"classes": len(split["classes"]), "images": split["size"]}
+                                                 for name, split in store.meta["splits"].items()}}
+
+
+def _export(args) -> dict:
+    from .training import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    keep = ("config", "best_model", "best_val_accuracy", "best_episode", "metrics")
+    save_checkpoint(Path(args.output), {key: state[key] for key in keep} | {"trained_episodes":
+                                                                            state["sampler"]["next_episode"]})
+    return {"output": args.output, "bytes": Path(args.output).stat().st_size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data.store import StoreError
+    from .training.checkpoint import CheckpointError
+
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "eval": _eval, "ingest": _ingest, "export": _export}[args.command]
+    try:
+        print(json.dumps(handler(args)))
+    except (ValueError, KeyError, FileNotFoundError, StoreError, CheckpointError) as error:
+        print(f"hallucinate {args.command}: error: {error.args[0] if isinstance(error, KeyError) else error}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The one value every stage of the episode stream passes along."""
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Episode:
+    """An N-way K-shot Q-query task.
+
+    ``support`` and ``query`` are images ``[B, C, H, W]`` (or features ``[B, D]`` after the backbone);
+    labels are remapped to ``0..N-1``; ``class_ids`` holds the original class index of each way.
+    """
+
+    support: torch.Tensor
+    support_labels: torch.Tensor
+    query: torch.Tensor
+    query_labels: torch.Tensor
+    class_ids: torch.Tensor
+
+    @property
+    def n_way(self) -> int:
+        return len(self.class_ids)
+
+    def to(self, device, non_blocking: bool = False) -> "Episode":
+        return Episode(*(t.to(device, non_blocking=non_blocking) for t in self._tensors()))
+
+    def pin_memory(self) -> "Episode":
+        return Episode(*(t.pin_memory() for t in self._tensors()))
+
+    def with_tensors(self, **changes) -> "Episode":
+        return replace(self, **changes)
+
+    def _tensors(self):
+        return (self.support, self.support_labels, self.query, self.query_labels, self.class_ids)

@@ -1,0 +1,20 @@
+"""Prototypical networks (Snell et al. 2017): class means of support embeddings, logits = -squared Euclidean distance."""
+import torch
+from torch import nn
+
+
+def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[n, D], [m, D] -> [n, m]``."""
+    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+
+
+def class_means(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Mean feature of each class ``0..n_way-1``; classes may hold different numbers of examples."""
+    one_hot = nn.functional.one_hot(labels, n_way).to(features.dtype)
+    return (one_hot.T @ features) / one_hot.sum(0).unsqueeze(1)
+
+
+class PrototypicalNetworks(nn.Module):
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        n_way = int(support_labels.max()) + 1
+        return -squared_euclidean(query, class_means(support, support_labels, n_way))

@@ -1,0 +1,57 @@
+"""The few-shot classifier a user trains and loads: backbone -> hallucinator -> learner, one learner contract."""
+import torch
+from torch import nn
+
+from .backbones import BACKBONES
+from .data import DATASETS
+from .data.transforms import ImageTransform
+from .hallucinators import HALLUCINATORS
+from .learners import LEARNERS
+
+
+class FewShotClassifier(nn.Module):
+    """``forward(support images, support_labels, query images) -> logits [n_query, n_way]``.
+
+    With a hallucinator and ``n_synthetic > 0``, each class of the embedded support set gets ``n_synthetic``
+    synthetic features before the learner sees it; `set_hallucination` switches that on and off.
+    ``transform`` turns a PIL image into the tensor ``forward`` expects.
+    """
+
+    def __init__(self, backbone: nn.Module, learner: nn.Module, hallucinator: nn.Module | None = None, *,
+                 n_synthetic: int = 0, transform=None):
+        super().__init__()
+        self.backbone, self.learner, self.hallucinator = backbone, learner, hallucinator
+        self.n_synthetic = n_synthetic
+        self.transform = transform
+        self.hallucinating = hallucinator is not None and n_synthetic > 0
+
+    def set_hallucination(self, on: bool) -> "FewShotClassifier":
+        if on and (self.hallucinator is None or self.n_synthetic == 0):
+            raise ValueError("this classifier has no hallucinator (or n_synthetic is 0); it cannot hallucinate")
+        self.hallucinating = on
+        return self
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def classify_features(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                          rng: torch.Generator | None = None) -> torch.Tensor:
+        if self.hallucinating:
+            support, support_labels = self.hallucinator(support, support_labels, self.n_synthetic, rng)
+        return self.learner(support, support_labels, query)
+
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return self.classify_features(self.embed(support), support_labels, self.embed(query))
+
+
+def build_classifier(config) -> FewShotClassifier:
+    """The classifier a config describes, through the registries (how `hallucinate.load` rebuilds a checkpoint)."""
+    dataset = DATASETS[config.dataset]
+    backbone = BACKBONES[config.backbone](in_channels=dataset.CHANNELS, image_size=config.image_size)
+    hallucinator = None
+    if config.hallucinator != "none":
+        hallucinator = HALLUCINATORS[config.hallucinator](
+            feature_dim=backbone.out_dim, noise_dim=config.noise_dim, hidden=config.hallucinator_hidden,
+            critic_hidden=config.critic_hidden)
+    return FewShotClassifier(backbone, LEARNERS[config.learner](), hallucinator, n_synthetic=config.n_synthetic,
+                             transform=ImageTransform(dataset.prepare_image, config.image_size))

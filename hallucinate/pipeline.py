@@ -1,0 +1,40 @@
+"""Loading pipeline files and the episode stream they compose: store -> sampler -> loader -> device -> backbone ->
+hallucinator -> learner."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import open_store
+from .data.transforms import build_augmentation
+from .device import resolve_device
+from .model import build_classifier
+from .training import EpisodicConfig, train_episodic
+
+
+def load_pipeline(path: str | Path):
+    """Import a pipeline file; it must define ``CONFIG`` (a frozen dataclass) and ``run(config, **options)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no pipeline file at {path}")
+    spec = importlib.util.spec_from_file_location(f"hallucinate_pipeline_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    missing = [name for name in ("CONFIG", "run") if not hasattr(module, name)]
+    if missing:
+        raise ValueError(f"pipeline {path} must define {' and '.join(missing)}")
+    return module
+
+
+def run_episodic(config: EpisodicConfig, *, out: str | Path, resume: bool = False, data_root=None, cache_dir=None,
+                 device: str | None = None, progress: bool = True) -> dict:
+    """Train the classifier ``config`` describes on its data set's train split, validating on its val split."""
+    store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)
+    train_split = store.split("train", augment=build_augmentation(config.augment), augment_seed=config.seed)
+    val_split = store.split("val")
+    torch.manual_seed(config.seed)
+    model = build_classifier(config)
+    return train_episodic(config, model, train_split, val_split, out_dir=Path(out), device=resolve_device(device),
+                          resume=resume, progress=progress)

@@ -1,0 +1,174 @@
+"""Episodic training of a few-shot classifier, with its hallucinator trained jointly (and adversarially when it has
+a critic): one loop, both optimizers in sight."""
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.sampler import EpisodeSampler, episode_loader
+from ..device import autocast
+from ..evaluation import evaluate
+from ..hallucinators import anti_collapse, gradient_penalty, same_class_gap, sample_noise, sample_seeds
+from ..learners import class_means
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import EpisodicConfig
+
+
+def _write_json_atomic(path: Path, value) -> None:
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_split, *, out_dir: Path,
+                   device: torch.device, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``model`` on ``config.episodes`` episodes of ``train_split``; validate on ``val_split`` every
+    ``val_every`` episodes and keep the best weights; checkpoint every ``checkpoint_every`` episodes to
+    ``out_dir/checkpoint.pt``; append metrics to ``out_dir/metrics.jsonl``; return (and write to
+    ``out_dir/metrics.json``) the run's summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
+
+    model.to(device)
+    if config.channels_last:
+        model.backbone.to(memory_format=torch.channels_last)
+    critic = getattr(model.hallucinator, "critic", None)
+    main_parameters = [p for name, p in model.named_parameters() if not name.startswith("hallucinator.critic.")]
+    optimizer = torch.optim.Adam(main_parameters, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.9)) if critic else None
+    rng = torch.Generator(device=device).manual_seed(config.seed)
+
+    start, history, best = 0, [], {"val_accuracy": -1.0, "episode": 0, "model": None}
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        saved = {k: v for k, v in state["config"].items() if k != "episodes"}
+        if saved != {k: v for k, v in config.as_dict().items() if k != "episodes"}:
+            changed = [k for k in saved if saved[k] != config.as_dict().get(k)]
+            raise CheckpointError(f"cannot resume {checkpoint_path}: settings differ from the checkpoint's: {changed}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if critic:
+            critic_optimizer.load_state_dict(state["critic_optimizer"])
+        rng.set_state(state["rng"]["hallucination"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start, history = state["sampler"]["next_episode"], state["metrics"]
+        best = {"val_accuracy": state["best_val_accuracy"], "episode": state["best_episode"],
+                "model": state["best_model"]}
+        log_path.write_text("".join(json.dumps(row) + "\n" for row in history))
+    elif log_path.exists():
+        log_path.unlink()
+
+    sampler = EpisodeSampler(train_split.labels, n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query,
+                             episodes=config.episodes, seed=config.seed, start=start)
+    loader = episode_loader(train_split, sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    n_support = config.n_way * config.k_shot
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    sums: dict[str, torch.Tensor] = {}
+    steps = 0
+    interval_start, run_start = time.perf_counter(), time.perf_counter()
+
+    def checkpoint(episode: int) -> None:
+        save_checkpoint(checkpoint_path, {
+            "config": config.as_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "critic_optimizer": critic_optimizer.state_dict() if critic else None,
+            "rng": {"hallucination": rng.get_state(), "torch": torch.get_rng_state()},
+            "sampler": {"seed": config.seed, "next_episode": episode}, "metrics": history,
+            "best_val_accuracy": best["val_accuracy"], "best_episode": best["episode"],
+            "best_model": best["model"] if best["model"] is not None else model.state_dict()})
+
+    def record(row: dict) -> None:
+        history.append(row)
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    model.train()
+    bar = tqdm(total=config.episodes, initial=start, desc="train", unit=" episodes", disable=not progress)
+    for episode_number, episode in enumerate(loader, start=start + 1):
+        episode = episode.to(device, non_blocking=True)
+        images = torch.cat([episode.support, episode.query]).contiguous(memory_format=memory_format)
+        with autocast(device, config.precision):
+            features = model.embed(images).float()
+        support, query = features[:n_support], features[n_support:]
+        support_labels = episode.support_labels
+        losses = {}
+
+        if model.hallucinator is not None and config.n_synthetic > 0:
+            generator = model.hallucinator.generator
+            seeds = sample_seeds(support_labels, config.n_synthetic, rng)
+            noise = sample_noise(len(seeds), config.noise_dim, support, rng)
+            synthetic = generator(support[seeds], noise)
+            if critic:
+                # The adversarial terms train G alone: its seeds are detached so they cannot pull the backbone.
+                detached_seeds = support[seeds].detach()
+                condition = class_means(support.detach(), support_labels, config.n_way)[support_labels[seeds]]
+                fake = generator(detached_seeds, noise)
+                other_noise = sample_noise(len(seeds), config.noise_dim, support, rng)
+                losses["adversarial"] = -critic(fake, condition).mean()
+                real_gap = same_class_gap(torch.cat([support.detach().unflatten(0, (config.n_way, config.k_shot)),
+                                                     query.detach().unflatten(0, (config.n_way, config.q_query))], 1))
+                losses["anti_collapse"] = anti_collapse(fake, generator(detached_seeds, other_noise), real_gap)
+            support = torch.cat([support, synthetic])
+            support_labels = torch.cat([support_labels, support_labels[seeds]])
+
+        logits = model.learner(support, support_labels, query)
+        losses["classification"] = nn.functional.cross_entropy(logits, episode.query_labels)
+        loss = losses["classification"]
+        if critic:
+            loss = loss + config.adversarial_weight * losses["adversarial"] \
+                + config.anti_collapse_weight * losses["anti_collapse"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+        if critic:
+            real = query.detach()[sample_seeds(episode.query_labels, config.n_synthetic, rng)]
+            fake = fake.detach()
+            losses["critic"] = critic(fake, condition).mean() - critic(real, condition).mean()
+            losses["gradient_penalty"] = gradient_penalty(critic, real, fake, condition, rng)
+            critic_optimizer.zero_grad(set_to_none=True)
+            (losses["critic"] + config.gradient_penalty_weight * losses["gradient_penalty"]).backward()
+            critic_optimizer.step()
+
+        losses["accuracy"] = (logits.argmax(1) == episode.query_labels).float().mean()
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0) + value.detach()
+        bar.update()
+
+        steps += 1
+        if episode_number % config.log_every == 0 or episode_number == config.episodes:
+            now = time.perf_counter()
+            row = {"episode": episode_number, "lr": scheduler.get_last_lr()[0],
+                   **{name: float(total) / steps for name, total in sums.items()},
+                   "episodes_per_s": steps / (now - interval_start)}
+            record(row)
+            bar.set_postfix(loss=f"{row['classification']:.3f}", acc=f"{row['accuracy']:.3f}")
+            sums, steps, interval_start = {}, 0, now
+        if episode_number % config.val_every == 0 or episode_number == config.episodes:
+            validation_start = time.perf_counter()
+            result = evaluate(model, val_split, n_way=config.val_n_way, k_shot=config.val_k_shot,
+                              episodes=config.val_episodes, seed=config.seed, device=device,
+                              precision=config.precision)
+            record({"episode": episode_number, "val_accuracy": result.accuracy, "val_ci95": result.ci95})
+            if result.accuracy > best["val_accuracy"]:
+                best = {"val_accuracy": result.accuracy, "episode": episode_number,
+                        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            bar.set_postfix(val=f"{result.accuracy:.2f}")
+            interval_start += time.perf_counter() - validation_start
+        if episode_number % config.checkpoint_every == 0 or episode_number == config.episodes:
+            checkpoint(episode_number)
+    bar.close()
+
+    summary = {"config": config.as_dict(), "episodes": config.episodes, "best_val_accuracy": best["val_accuracy"],
+               "best_episode": best["episode"], "wall_time_s_this_session": time.perf_counter() - run_start,
+               "history": history}
+    _write_json_atomic(out_dir / "metrics.json", summary)
+    return summary

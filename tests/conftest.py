@@ -1,0 +1,55 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="no CUDA device on this machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("HALLUCINATE_DATA", "data"))
+    if not (root / "omniglot" / "images_background.zip").is_file():
+        pytest.fail(f"the tests need Omniglot under {root.resolve()}/omniglot: set HALLUCINATE_DATA to the data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """``$HALLUCINATE_CACHE`` when set (a developer's warm cache), else a fresh folder: CI ingests from scratch."""
+    return Path(os.environ["HALLUCINATE_CACHE"]) if os.environ.get("HALLUCINATE_CACHE") else tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def omniglot(data_root, cache):
+    from hallucinate.data import open_store
+
+    return open_store("omniglot", root=data_root, cache=cache)
+
+
+TINY = ["n_way=5", "k_shot=1", "q_query=2", "val_every=100", "val_episodes=5", "val_n_way=5", "log_every=10",
+        "checkpoint_every=10", "num_workers=0", "hallucinator_hidden=32", "critic_hidden=32"]
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_checkpoint(omniglot, data_root, cache, tmp_path_factory) -> Path:
+    """A GAN pipeline checkpoint after 20 tiny episodes: quick to make, real in every part."""
+    from hallucinate.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    args = ["run", "pipelines/omniglot_protonet_gan.py", "--out", str(out), "--data-root", str(data_root),
+            "--cache-dir", str(cache), "--no-progress", "--set", "episodes=20"]
+    assert main(args + [x for item in TINY for x in ("--set", item)]) == 0
+    return out / "checkpoint.pt"

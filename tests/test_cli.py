@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import torch
+
+from hallucinate import load
+from hallucinate.cli import main
+from hallucinate.training import EpisodicConfig, override
+
+
+def test_unknown_setting_lists_the_valid_keys():
+    with pytest.raises(ValueError, match="unknown setting 'n_ways'; valid keys: dataset \\(str\\).*n_way \\(int\\)"):
+        override(EpisodicConfig(), ["n_ways=5"])
+
+
+def test_wrong_type_names_the_expected_type():
+    with pytest.raises(ValueError, match="setting 'n_way' expects int, got 'five'"):
+        override(EpisodicConfig(), ["n_way=five"])
+    with pytest.raises(ValueError, match="expects bool"):
+        override(EpisodicConfig(), ["channels_last=maybe"])
+    assert override(EpisodicConfig(), ["n_way=7", "lr=0.01", "channels_last=false"]) == \
+        EpisodicConfig(n_way=7, lr=0.01, channels_last=False)
+
+
+def test_run_with_a_bad_setting_exits_with_an_error(capsys):
+    assert main(["run", "pipelines/omniglot_protonet.py", "--set", "episodes=many"]) == 2
+    assert "setting 'episodes' expects int" in capsys.readouterr().err
+
+
+def _eval(capsys, checkpoint, data_root, cache, *extra):
+    assert main(["eval", str(checkpoint), "--episodes", "30", "--data-root", str(data_root), "--cache-dir",
+                 str(cache), "--no-progress", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_prints_one_json_object_and_pairs_episodes(tiny_gan_checkpoint, data_root, cache, capsys):
+    on = _eval(capsys, tiny_gan_checkpoint, data_root, cache, "--per-episode")
+    again = _eval(capsys, tiny_gan_checkpoint, data_root, cache, "--per-episode")
+    off = _eval(capsys, tiny_gan_checkpoint, data_root, cache, "--per-episode", "--no-hallucinate")
+    assert on["hallucinate"] is True and off["hallucinate"] is False
+    assert {"accuracy", "ci95", "episodes", "n_way", "k_shot"} <= on.keys()
+    assert on["episodes"] == 30 and len(on["per_episode"]) == 30 and on["n_way"] == 5 and on["k_shot"] == 1
+    assert on == again
+    assert 0 < on["accuracy"] <= 100 and on["ci95"] > 0
+    other_shape = _eval(capsys, tiny_gan_checkpoint, data_root, cache, "--n-way", "20", "--k-shot", "5")
+    assert other_shape["n_way"] == 20 and other_shape["k_shot"] == 5 and "per_episode" not in other_shape
+
+
+def test_export_keeps_what_load_needs(tiny_gan_checkpoint, tmp_path, capsys):
+    assert main(["export", str(tiny_gan_checkpoint), str(tmp_path / "small.pt")]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes"] < tiny_gan_checkpoint.stat().st_size
+    full, small = load(tiny_gan_checkpoint), load(tmp_path / "small.pt")
+    for a, b in zip(full.state_dict().values(), small.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_loaded_model_classifies_pil_images(tiny_gan_checkpoint, omniglot):
+    from PIL import Image
+
+    model = load(tiny_gan_checkpoint)
+    test = omniglot.split("test")
+    images = [Image.fromarray(255 - test[i][0][:, :, 0]) for i in (0, 1, 20, 21)]  # back to dark strokes on white
+    batch = torch.stack([model.transform(image) for image in images])
+    with torch.no_grad():
+        logits = model(batch[[0, 2]], torch.tensor([0, 1]), batch[[1, 3]])
+    assert logits.shape == (2, 2) and model.hallucinating
+    model.set_hallucination(False)
+    with torch.no_grad():
+        plain = model(batch[[0, 2]], torch.tensor([0, 1]), batch[[1, 3]])
+    assert plain.shape == (2, 2) and not torch.equal(plain, logits)
