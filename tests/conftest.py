@@ -39,7 +39,7 @@ def omniglot(data_root, cache):
     return open_store("omniglot", root=data_root, cache=cache)
 
 
-TINY = ["n_way=5", "k_shot=1", "q_query=2", "val_every=100", "val_episodes=5", "val_n_way=5", "log_every=10",
+TINY = ["n_way=5", "k_shot=1", "q_query=2", "val_every=200", "val_episodes=5", "val_n_way=5", "log_every=10",
         "checkpoint_every=10", "num_workers=0", "hallucinator_hidden=32", "critic_hidden=32"]
 
 

@@ -14,16 +14,17 @@ from .statistics import EvalResult
 
 
 @torch.no_grad()
-def embed_split(model, split, *, device: torch.device, precision: str = "fp32", batch_size: int = 1000,
-                progress: bool = False) -> torch.Tensor:
-    """Features ``[len(split), D]`` (float32, on ``device``) of every image of ``split``, in index order."""
+def embed_split(model, split, *, device: torch.device, precision: str = "fp32", indices: list[int] | None = None,
+                batch_size: int = 1000, progress: bool = False) -> torch.Tensor:
+    """Features ``[len(indices), D]`` (float32, on ``device``) of the images ``indices`` of ``split`` (default: all,
+    in index order)."""
+    indices = list(range(len(split))) if indices is None else indices
     was_training = model.training
     model.eval()
     features = []
-    for start in tqdm(range(0, len(split), batch_size), desc=f"embed {split.name}", disable=not progress,
+    for start in tqdm(range(0, len(indices), batch_size), desc=f"embed {split.name}", disable=not progress,
                       leave=False):
-        images = np.stack([image for image, _ in split.__getitems__(list(range(start, min(start + batch_size,
-                                                                                             len(split)))))])
+        images = np.stack([image for image, _ in split.__getitems__(indices[start:start + batch_size])])
         batch = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255)
         with autocast(device, precision):
             features.append(model.embed(batch).float())
@@ -61,10 +62,15 @@ def evaluate(model, split, *, n_way: int, k_shot: int, q_query: int = 15, episod
              bank: torch.Tensor | None = None, cache: Path | None = None, progress: bool = False) -> EvalResult:
     """Accuracy over ``episodes`` seeded episodes of ``split``; the same seed gives the same episodes, whatever
     the model and whether it hallucinates (``None`` keeps the model's current setting)."""
-    if bank is None:
-        bank = feature_bank(model, split, device=device, precision=precision, cache=cache, progress=progress)
     sampler = EpisodeSampler(split.labels, n_way=n_way, k_shot=k_shot, q_query=q_query, episodes=episodes,
                              seed=seed)
+    if bank is None and cache is not None:
+        bank = feature_bank(model, split, device=device, precision=precision, cache=cache, progress=progress)
+    elif bank is None:  # embed only the images these episodes use (all of them, for long evaluations)
+        used = sorted({i for indices in sampler for i in indices})
+        features = embed_split(model, split, device=device, precision=precision, indices=used, progress=progress)
+        bank = features.new_zeros(len(split), features.shape[1])
+        bank[torch.as_tensor(used, device=device)] = features
     was_hallucinating, was_training = model.hallucinating, model.training
     if hallucinate is not None:
         model.set_hallucination(hallucinate)

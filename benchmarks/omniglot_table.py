@@ -1,0 +1,87 @@
+"""The Omniglot results table of README.md: ProtoNet and ProtoNet + GAN hallucinator, Vinyals test split, 5/20-way
+1/5-shot, 1000 seeded episodes each (15 queries per class), mean accuracy with its 95% interval, and the paired
+gains of hallucination on the same episodes.
+
+    python benchmarks/omniglot_table.py [--protonet checkpoints/omniglot_protonet_conv4.pt]
+                                        [--gan checkpoints/omniglot_protonet_gan_conv4.pt] [--episodes 1000]
+                                        [--out docs/omniglot_results.json]
+
+Every checkpoint is evaluated on the same episodes (same seed), so gains are paired episode by episode:
+- "GAN: on - off": the GAN checkpoint with hallucination on minus the same checkpoint with it off;
+- "GAN (on) - ProtoNet": the GAN checkpoint, hallucinating, minus the plain ProtoNet checkpoint.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import hallucinate
+from hallucinate.data import open_store
+from hallucinate.data.paths import cache_dir
+from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+
+PUBLISHED = {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9}  # Snell et al. 2017, Table 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protonet", default="checkpoints/omniglot_protonet_conv4.pt")
+    parser.add_argument("--gan", default="checkpoints/omniglot_protonet_gan_conv4.pt")
+    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--out", default="docs/omniglot_results.json")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"hallucinate {hallucinate.__version__}")
+
+    device = torch.device("cpu")
+    models = {"protonet": hallucinate.load(args.protonet), "gan": hallucinate.load(args.gan)}
+    store = open_store("omniglot", root=args.data_root, cache=args.cache_dir)
+    test = store.split("test")
+    banks = {name: feature_bank(model, test, device=device, precision="fp32", cache=cache_dir(args.cache_dir))
+             for name, model in models.items()}
+
+    rows = []
+    for (n_way, k_shot), published in PUBLISHED.items():
+        settings = dict(n_way=n_way, k_shot=k_shot, q_query=15, episodes=args.episodes, seed=args.seed,
+                        device=device)
+        plain = evaluate(models["protonet"], test, bank=banks["protonet"], **settings)
+        off = evaluate(models["gan"], test, bank=banks["gan"], hallucinate=False, **settings)
+        on = evaluate(models["gan"], test, bank=banks["gan"], hallucinate=True, **settings)
+        rows.append({"n_way": n_way, "k_shot": k_shot, "published_protonet": published,
+                     "protonet": plain.as_dict(), "gan_off": off.as_dict(), "gan_on": on.as_dict(),
+                     "gain_on_minus_off": paired_gain(on, off), "gain_on_minus_protonet": paired_gain(on, plain)})
+
+    def cell(result):
+        return f"{result['accuracy']:.2f} ± {result['ci95']:.2f}"
+
+    def gain(value):
+        return f"{value[0]:+.2f} ± {value[1]:.2f}"
+
+    print(f"\n{args.episodes} test episodes per cell, 15 queries per class, seed {args.seed}\n")
+    print("| setting | published ProtoNet | ProtoNet | GAN ckpt, hallucination off | GAN ckpt, on | "
+          "gain on - off | gain GAN on - ProtoNet |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['n_way']}-way {row['k_shot']}-shot | {row['published_protonet']} | {cell(row['protonet'])} | "
+              f"{cell(row['gan_off'])} | {cell(row['gan_on'])} | {gain(row['gain_on_minus_off'])} | "
+              f"{gain(row['gain_on_minus_protonet'])} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                               "checkpoints": {"protonet": args.protonet, "gan": args.gan}, "rows": rows},
+                              indent=2) + "\n")
+    print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

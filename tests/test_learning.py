@@ -1,0 +1,23 @@
+"""Short real training runs on Omniglot must classify unseen characters far above chance (20% for 5-way)."""
+import pytest
+import torch
+
+from hallucinate import load
+from hallucinate.cli import main
+from hallucinate.evaluation import evaluate
+
+
+@pytest.mark.parametrize("pipeline, settings", [
+    ("pipelines/omniglot_protonet_gan.py", ["n_way=20", "episodes=300"]),
+    ("pipelines/omniglot_protonet.py", ["n_way=20", "episodes=200"]),
+])
+def test_short_run_reaches_80_percent_on_5_way_1_shot_test_episodes(pipeline, settings, omniglot, data_root,
+                                                                    cache, tmp_path):
+    sets = settings + ["val_every=100", "val_episodes=50", "checkpoint_every=1000"]
+    assert main(["run", pipeline, "--out", str(tmp_path), "--data-root", str(data_root), "--cache-dir", str(cache),
+                 "--no-progress", *[x for item in sets for x in ("--set", item)]]) == 0
+    model = load(tmp_path / "checkpoint.pt")
+    result = evaluate(model, omniglot.split("test"), n_way=5, k_shot=1, episodes=300, seed=1,
+                      device=torch.device("cpu"))
+    assert result.hallucinate == (model.hallucinator is not None)
+    assert result.accuracy >= 80, result.as_dict()
