@@ -223,8 +223,6 @@ print(f"easyfsl train: {results['easyfsl']['train_eps_per_s']:.3f} episodes/s ov
 
 # --------------------------------------------------------------------------------------- evaluation: the weights
 t = time.perf_counter()
-# Opened only now: hallucinate's store cannot be opened twice in one process (LMDB refuses), and run_episodic above
-# opens its own.
 store = open_store("omniglot", root=args.data_root, cache=args.cache_dir)
 test_split = store.split("test")
 if (len(peer_train), len(peer_test)) != (len(store.split("train")), len(test_split)):
@@ -253,7 +251,7 @@ warm = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, pr
 walls["hallucinate_eval_warm"] = time.perf_counter() - t
 results["hallucinate"]["eval_eps_per_s_warm_bank"] = E / walls["hallucinate_eval_warm"]
 print(f"hallucinate eval: cold {results['hallucinate']['eval_eps_per_s']:.1f} episodes/s ({E} episodes in "
-      f"{walls['hallucinate_eval_cold']:.1f} s, bank of {len(test_split)} images included); warm bank "
+      f"{walls['hallucinate_eval_cold']:.1f} s, embedding the images they use included); warm bank "
       f"{results['hallucinate']['eval_eps_per_s_warm_bank']:.1f} episodes/s ({walls['hallucinate_eval_warm']:.2f} s; "
       f"building that bank took {walls['hallucinate_bank']:.1f} s); accuracy {cold.accuracy:.2f}% / {warm.accuracy:.2f}%")
 

@@ -48,6 +48,8 @@ def build_classifier(config) -> FewShotClassifier:
     """The classifier a config describes, through the registries (how `hallucinate.load` rebuilds a checkpoint)."""
     dataset = DATASETS[config.dataset]
     backbone = BACKBONES[config.backbone](in_channels=dataset.CHANNELS, image_size=config.image_size)
+    if config.channels_last:  # about 2x faster convolutions on CPU (oneDNN), in training and in evaluation
+        backbone.to(memory_format=torch.channels_last)
     hallucinator = None
     if config.hallucinator != "none":
         hallucinator = HALLUCINATORS[config.hallucinator](

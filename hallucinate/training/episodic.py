@@ -35,8 +35,6 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
 
     model.to(device)
-    if config.channels_last:
-        model.backbone.to(memory_format=torch.channels_last)
     critic = getattr(model.hallucinator, "critic", None)
     main_parameters = [p for name, p in model.named_parameters() if not name.startswith("hallucinator.critic.")]
     optimizer = torch.optim.Adam(main_parameters, lr=config.lr)
