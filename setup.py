@@ -10,6 +10,6 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.2,<2.15", "torchvision>=0.17,<0.30", "numpy", "pillow", "lmdb", "albumentations>=2.0",
                       "tqdm"],
-    extras_require={"dev": ["pytest"], "bench": ["easyfsl==1.5.0"]},
+    extras_require={"dev": ["pytest"], "bench": ["easyfsl==1.5.0", "matplotlib"]},
     entry_points={"console_scripts": ["hallucinate=hallucinate.cli:main"]},
 )
