@@ -1,5 +1,5 @@
 """The one value every stage of the episode stream passes along."""
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -27,9 +27,6 @@ class Episode:
 
     def pin_memory(self) -> "Episode":
         return Episode(*(t.pin_memory() for t in self._tensors()))
-
-    def with_tensors(self, **changes) -> "Episode":
-        return replace(self, **changes)
 
     def _tensors(self):
         return (self.support, self.support_labels, self.query, self.query_labels, self.class_ids)

@@ -34,7 +34,7 @@ def test_collate_remaps_labels_and_keeps_class_ids():
     episode = EpisodeCollate(3, 2, 1)([(images[i], int(LABELS[i])) for i in indices])
     assert episode.support.shape == (6, 1, 4, 4) and episode.query.shape == (3, 1, 4, 4)
     assert episode.support_labels.tolist() == [0, 0, 1, 1, 2, 2] and episode.query_labels.tolist() == [0, 1, 2]
-    assert episode.class_ids.tolist() == [int(LABELS[i]) for i in indices[:6:2]]
+    assert episode.n_way == 3 and episode.class_ids.tolist() == [int(LABELS[i]) for i in indices[:6:2]]
     assert torch.allclose(episode.support[:, 0, 0, 0] * 255, torch.tensor(indices[:6], dtype=torch.float))
 
 
