@@ -63,3 +63,18 @@ def test_archive_members_escaping_the_target_folder_are_refused(tmp_path):
             zipped.writestr(bad, b"")
         with zipfile.ZipFile(path) as zipped, pytest.raises(UnsafeArchiveError, match="outside the target folder"):
             checked_members(zipped)
+
+
+def test_augmentation_is_applied_and_reproducible(omniglot):
+    from hallucinate.data.transforms import build_augmentation
+
+    plain = omniglot.split("train")
+    augmented = omniglot.split("train", augment=build_augmentation("omniglot_affine"), augment_seed=3)
+    request = list(range(0, 200, 10))
+    first, again = augmented.__getitems__(request), augmented.__getitems__(request)
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(first, again))
+    changed = [not np.array_equal(a, p) for (a, _), (p, _) in zip(first, plain.__getitems__(request))]
+    assert sum(changed) >= len(request) // 2  # p=0.8 per image
+    assert [label for _, label in first] == [label for _, label in plain.__getitems__(request)]
+    with pytest.raises(KeyError, match="unknown augmentation 'blur'; valid names: none"):
+        build_augmentation("blur")
