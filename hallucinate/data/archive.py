@@ -1,0 +1,64 @@
+"""Downloading official archives and reading their members without letting any escape the target folder."""
+import hashlib
+import posixpath
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class UnsafeArchiveError(ValueError):
+    pass
+
+
+def checked_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """All members, after refusing any whose name would land outside the folder it is extracted into."""
+    members = archive.infolist()
+    for member in members:
+        name = member.filename.replace("\\", "/")
+        normalized = posixpath.normpath(name)
+        if name.startswith("/") or normalized == ".." or normalized.startswith("../") or ":" in name.split("/")[0]:
+            raise UnsafeArchiveError(
+                f"{archive.filename}: member {member.filename!r} would be written outside the target folder; "
+                "refusing to read this archive")
+    return members
+
+
+def download(url: str, destination: Path) -> None:
+    """Download to a temporary name and rename, so a broken download never looks like a complete file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+    partial.replace(destination)
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """sha256 over the named files' contents: a store built from other bytes is rebuilt."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_files(root: Path, urls: dict[str, str], what: str) -> None:
+    """Download each missing file under ``root``; with no network, say which files are missing and where."""
+    missing = [name for name in urls if not (root / name).is_file()]
+    if not missing:
+        return
+    try:
+        for name in missing:
+            download(urls[name], root / name)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"{what}: missing {', '.join(missing)} in {root.resolve()} and the download failed ({error}). "
+            f"Put the official files there, or point --data-root / $HALLUCINATE_DATA at a folder holding them."
+        ) from error
