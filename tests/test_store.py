@@ -80,3 +80,15 @@ def test_images_of_the_wrong_shape_are_refused(tmp_path):
     with pytest.raises(StoreError, match="expected uint8 images of shape \\(5, 5, 1\\)"):
         _write(tmp_path / "toy.lmdb", iter([("train", "c", np.zeros((2, 6, 6, 1), np.uint8))]))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_after_a_killed_ingest_removes_its_leftovers(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f"toy.lmdb.partial-{int(finished.stdout)}"  # as a SIGKILLed ingest leaves it
+    abandoned.mkdir()
+    (abandoned / "data.mdb").write_bytes(b"half written")
+    store = ImageStore(_write(tmp_path / "toy.lmdb", _classes()))
+    assert len(store.split("train")) == 8 and sorted(p.name for p in tmp_path.iterdir()) == ["toy.lmdb"]

@@ -30,8 +30,8 @@ def write_store(path: Path, classes: Iterable[tuple[str, str, np.ndarray]], *, d
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_partials(path)
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
     env = lmdb.open(str(partial), map_size=_MAP_SIZE, subdir=True)
     splits: dict[str, dict] = {}
     try:
@@ -66,6 +66,17 @@ def write_store(path: Path, classes: Iterable[tuple[str, str, np.ndarray]], *, d
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)
     return path
+
+
+def _remove_abandoned_partials(path: Path) -> None:
+    """Delete the temporary folders of ingests whose process is gone (killed before it could clean up)."""
+    for leftover in path.parent.glob(f"{path.name}.partial-*"):
+        try:
+            os.kill(int(leftover.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except (ValueError, PermissionError):  # not one of ours, or a live process of another user
+            continue
 
 
 def _image_key(split: str, index: int) -> bytes:
