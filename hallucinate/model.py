@@ -55,5 +55,6 @@ def build_classifier(config) -> FewShotClassifier:
         hallucinator = HALLUCINATORS[config.hallucinator](
             feature_dim=backbone.out_dim, noise_dim=config.noise_dim, hidden=config.hallucinator_hidden,
             critic_hidden=config.critic_hidden)
-    return FewShotClassifier(backbone, LEARNERS[config.learner](), hallucinator, n_synthetic=config.n_synthetic,
+    learner = LEARNERS[config.learner](feature_shape=backbone.feature_shape, config=config)
+    return FewShotClassifier(backbone, learner, hallucinator, n_synthetic=config.n_synthetic,
                              transform=ImageTransform(dataset.prepare_image, config.image_size))

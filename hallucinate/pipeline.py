@@ -10,7 +10,8 @@ from .data import open_store
 from .data.transforms import build_augmentation
 from .device import resolve_device
 from .model import build_classifier
-from .training import EpisodicConfig, train_episodic
+from .training import EpisodicConfig, load_checkpoint, train_episodic
+from .training.pretrain import pretrain_backbone
 
 
 def load_pipeline(path: str | Path):
@@ -36,5 +37,16 @@ def run_episodic(config: EpisodicConfig, *, out: str | Path, resume: bool = Fals
     val_split = store.split("val")
     torch.manual_seed(config.seed)
     model = build_classifier(config)
-    return train_episodic(config, model, train_split, val_split, out_dir=Path(out), device=resolve_device(device),
-                          resume=resume, progress=progress)
+    out, device = Path(out), resolve_device(device)
+    if config.pretrain_epochs > 0:
+        # Baseline / Baseline++: mini-batch pre-training first; with a hallucinator, it goes to out/pretrain and
+        # the episodes that follow train the hallucinator on the frozen pre-trained backbone.
+        pretrain_dir = out / "pretrain" if config.hallucinator != "none" else out
+        summary = pretrain_backbone(config, model, train_split, val_split, out_dir=pretrain_dir, device=device,
+                                    resume=resume, progress=progress)
+        if config.hallucinator == "none":
+            return summary
+        model.load_state_dict(load_checkpoint(pretrain_dir / "checkpoint.pt")["best_model"])
+        resume = resume and (out / "checkpoint.pt").is_file()
+    return train_episodic(config, model, train_split, val_split, out_dir=out, device=device, resume=resume,
+                          progress=progress)

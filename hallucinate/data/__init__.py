@@ -3,11 +3,13 @@ from pathlib import Path
 
 from ..registry import Registry
 from . import omniglot
+from . import cifar_fs
 from .paths import cache_dir, data_root
 from .store import ImageStore, StoreError, write_store
 
 DATASETS = Registry("dataset")
 DATASETS["omniglot"] = omniglot
+DATASETS["cifar_fs"] = cifar_fs
 
 
 def store_path(name: str, image_size: int, cache: Path) -> Path:

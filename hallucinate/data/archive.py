@@ -49,11 +49,19 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def ensure_files(root: Path, urls: dict[str, str], what: str) -> None:
-    """Download each missing file under ``root``; with no network, say which files are missing and where."""
+def ensure_files(root: Path, urls: dict[str, str | None], what: str, *, how: str = "") -> None:
+    """Download each missing file under ``root``; with no network, say which files are missing and where.
+
+    A file whose URL is ``None`` has no download: if one is missing, nothing is downloaded and the error says
+    which files are missing, where, and ``how`` to make them.
+    """
     missing = [name for name in urls if not (root / name).is_file()]
     if not missing:
         return
+    if any(urls[name] is None for name in missing):
+        raise FileNotFoundError(
+            f"{what}: missing {', '.join(missing)} in {root.resolve()}, and "
+            f"{', '.join(name for name in missing if urls[name] is None)} cannot be downloaded. {how}")
     try:
         for name in missing:
             download(urls[name], root / name)

@@ -1,8 +1,37 @@
-"""Learners: ``forward(support, support_labels, query) -> logits [n_query, n_way]``, pure on every call."""
+"""Learners: ``forward(support, support_labels, query) -> logits [n_query, n_way]``, pure on every call.
+
+``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, config) -> learner``: ``feature_shape`` is what
+the backbone's flat features unflatten to, ``config`` the run's settings (each builder reads its own fields).
+A learner trained with a loss other than cross-entropy on its logits defines ``loss(logits, labels)``."""
+import torch
+from torch import nn
+
 from ..registry import Registry
-from .protonet import PrototypicalNetworks, class_means, squared_euclidean
+from .matching import MatchingNetworks, matching
+from .maml import MAML, anil, maml
+from .finetune import CosineClassifier, FineTuneClassifier, baseline, baseline_pp
+from .protonet import PrototypicalNetworks, class_means, protonet, squared_euclidean
+from .relation import RelationNetworks, relation
+from .siamese import SiameseNetworks, siamese
 
 LEARNERS = Registry("learner")
-LEARNERS["protonet"] = PrototypicalNetworks
+LEARNERS["protonet"] = protonet
+LEARNERS["baseline"] = baseline
+LEARNERS["baseline_pp"] = baseline_pp
+LEARNERS["matching"] = matching
+LEARNERS["relation"] = relation
+LEARNERS["siamese"] = siamese
+LEARNERS["maml"] = maml
+LEARNERS["anil"] = anil
 
-__all__ = ["LEARNERS", "PrototypicalNetworks", "class_means", "squared_euclidean"]
+
+def episode_loss(learner: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss ``learner`` is trained with: its own ``loss`` if it has one, else cross-entropy."""
+    if hasattr(learner, "loss"):
+        return learner.loss(logits, labels)
+    return nn.functional.cross_entropy(logits, labels)
+
+
+__all__ = ["CosineClassifier", "FineTuneClassifier", "LEARNERS", "MAML", "MatchingNetworks", "PrototypicalNetworks",
+           "RelationNetworks", "SiameseNetworks", "anil", "baseline", "baseline_pp", "class_means", "episode_loss",
+           "maml", "matching", "protonet", "relation", "siamese", "squared_euclidean"]

@@ -18,3 +18,7 @@ class PrototypicalNetworks(nn.Module):
     def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         n_way = int(support_labels.max()) + 1
         return -squared_euclidean(query, class_means(support, support_labels, n_way))
+
+
+def protonet(*, feature_shape: tuple[int, ...], config) -> PrototypicalNetworks:
+    return PrototypicalNetworks()

@@ -10,6 +10,15 @@ class EpisodicConfig:
     image_size: int = 28
     backbone: str = "conv4"
     learner: str = "protonet"
+    matching_fce: bool = False  # matching networks: full context embeddings (support BiLSTM, query attention LSTM)
+    relation_hidden: int = 8  # relation networks: width of the relation module's hidden layer
+    maml_inner_steps: int = 1  # MAML / ANIL: gradient steps on the support set, in training and at test time
+    maml_inner_lr: float = 0.4
+    maml_first_order: bool = False
+    finetune_steps: int = 100  # Baseline / Baseline++: SGD passes over the support set (batches of 4) fitting a new head
+    finetune_lr: float = 0.01
+    pretrain_epochs: int = 0  # Baseline / Baseline++: epochs of mini-batch training on the base classes first
+    pretrain_batch_size: int = 64
     hallucinator: str = "none"  # "none" or a name in HALLUCINATORS
     n_synthetic: int = 5  # M: synthetic examples added to each class of the support set
     noise_dim: int = 64

@@ -13,7 +13,7 @@ from ..data.sampler import EpisodeSampler, episode_loader
 from ..device import autocast
 from ..evaluation import evaluate
 from ..hallucinators import anti_collapse, gradient_penalty, same_class_gap, sample_noise, sample_seeds
-from ..learners import class_means
+from ..learners import PrototypicalNetworks, class_means, episode_loss
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import EpisodicConfig
 
@@ -36,7 +36,13 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
 
     model.to(device)
     critic = getattr(model.hallucinator, "critic", None)
-    main_parameters = [p for name, p in model.named_parameters() if not name.startswith("hallucinator.critic.")]
+    # After mini-batch pre-training (Baseline, Baseline++) the backbone stays frozen and the episodes train the
+    # hallucinator alone. Those learners fit a new head by SGD inside forward, which the hallucinator's gradient
+    # cannot pass through, so its episodes are scored by prototypes on the frozen features instead.
+    frozen = config.pretrain_epochs > 0
+    episode_learner = PrototypicalNetworks() if frozen else model.learner
+    main_parameters = [p for name, p in model.named_parameters() if not name.startswith("hallucinator.critic.")
+                       and not (frozen and name.startswith("backbone."))]
     optimizer = torch.optim.Adam(main_parameters, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.9)) if critic else None
@@ -87,12 +93,17 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    model.train()
+    def train_mode() -> None:
+        model.train()
+        if frozen:  # batch norm keeps its pre-trained statistics
+            model.backbone.eval()
+
+    train_mode()
     bar = tqdm(total=config.episodes, initial=start, desc="train", unit=" episodes", disable=not progress)
     for episode_number, episode in enumerate(loader, start=start + 1):
         episode = episode.to(device, non_blocking=True)
         images = torch.cat([episode.support, episode.query]).contiguous(memory_format=memory_format)
-        with autocast(device, config.precision):
+        with autocast(device, config.precision), torch.set_grad_enabled(not frozen):
             features = model.embed(images).float()
         support, query = features[:n_support], features[n_support:]
         support_labels = episode.support_labels
@@ -116,8 +127,8 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             support = torch.cat([support, synthetic])
             support_labels = torch.cat([support_labels, support_labels[seeds]])
 
-        logits = model.learner(support, support_labels, query)
-        losses["classification"] = nn.functional.cross_entropy(logits, episode.query_labels)
+        logits = episode_learner(support, support_labels, query)
+        losses["classification"] = episode_loss(episode_learner, logits, episode.query_labels)
         loss = losses["classification"]
         if critic:
             loss = loss + config.adversarial_weight * losses["adversarial"] \
@@ -160,6 +171,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
                 best = {"val_accuracy": result.accuracy, "episode": episode_number,
                         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             bar.set_postfix(val=f"{result.accuracy:.2f}")
+            train_mode()
             interval_start += time.perf_counter() - validation_start
         if episode_number % config.checkpoint_every == 0 or episode_number == config.episodes:
             checkpoint(episode_number)

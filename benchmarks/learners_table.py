@@ -1,0 +1,118 @@
+"""Every learner on one data set, with and without the GAN hallucinator, on the same seeded test episodes.
+
+    python benchmarks/learners_table.py --dataset omniglot [--episodes 1000] [--learners protonet matching ...]
+    python benchmarks/learners_table.py --dataset cifar_fs
+
+For each learner it loads ``checkpoints/<dataset>_<learner>_conv4.pt`` (trained without a hallucinator) and
+``checkpoints/<dataset>_<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
+same episodes (same seed, 15 queries per class): the plain checkpoint, the GAN checkpoint with hallucination off and
+on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
+hallucinator bought). A missing checkpoint is reported as missing, never left out silently; a setting a checkpoint
+cannot run (MAML's head is fixed to the way count it was trained with) is reported with the reason.
+Writes docs/<dataset>_learners.json and prints the Markdown table of README.md.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import hallucinate
+from hallucinate.data import open_store
+from hallucinate.data.paths import cache_dir
+from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+
+SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "cifar_fs": [(5, 1), (5, 5)]}
+LEARNERS = ["protonet", "matching", "relation", "siamese", "maml", "anil", "baseline", "baseline_pp"]
+PUBLISHED = {  # ../shared/ANCHORS.md
+    "omniglot": {"protonet": (98.8, 99.7, 96.0, 98.9), "matching": (98.1, 98.9, 93.8, 98.5),
+                 "maml": (98.7, 99.9, 95.8, 98.9), "relation": (99.6, 99.8, 97.6, 99.1),
+                 "siamese": (97.3, 98.4, 88.1, 97.0)},
+    "cifar_fs": {"protonet": (55.5, 72.0), "maml": (58.9, 71.5), "relation": (55.0, 69.3)},
+}
+
+
+def _evaluate(model, split, bank, n_way, k_shot, episodes, seed, hallucinate_on=None):
+    head = getattr(model.learner, "n_way", None)
+    if head is not None and head != n_way:
+        return None, f"trained {head}-way"
+    return evaluate(model, split, n_way=n_way, k_shot=k_shot, q_query=15, episodes=episodes, seed=seed,
+                    hallucinate=hallucinate_on, device=torch.device("cpu"), bank=bank), None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=list(SETTINGS), default="omniglot")
+    parser.add_argument("--learners", nargs="+", default=LEARNERS)
+    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"hallucinate {hallucinate.__version__}")
+    test = open_store(args.dataset, root=args.data_root, cache=args.cache_dir).split("test")
+    cache = cache_dir(args.cache_dir)
+
+    rows = []
+    for learner in args.learners:
+        paths = {kind: Path(args.checkpoints) / f"{args.dataset}_{learner}{suffix}_conv4.pt"
+                 for kind, suffix in (("plain", ""), ("gan", "_gan"))}
+        models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
+        banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
+                 for kind, model in models.items()}
+        for n_way, k_shot in SETTINGS[args.dataset]:
+            row = {"learner": learner, "n_way": n_way, "k_shot": k_shot,
+                   "missing": [str(path) for kind, path in paths.items() if kind not in models]}
+            results = {}
+            for name, kind, on in (("plain", "plain", None), ("off", "gan", False), ("on", "gan", True)):
+                if kind in models:
+                    result, reason = _evaluate(models[kind], test, banks[kind], n_way, k_shot, args.episodes,
+                                               args.seed, on)
+                    results[name] = result
+                    row[name] = result.as_dict() if result else reason
+            if results.get("on") and results.get("off"):
+                row["gain_on_minus_off"] = paired_gain(results["on"], results["off"])
+            if results.get("on") and results.get("plain"):
+                row["gain_on_minus_plain"] = paired_gain(results["on"], results["plain"])
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items()}), flush=True)
+
+    def cell(value):
+        if value is None:
+            return "not trained"
+        return value if isinstance(value, str) else f"{value['accuracy']:.2f} ± {value['ci95']:.2f}"
+
+    def gain(value):
+        return "—" if value is None else f"{value[0]:+.2f} ± {value[1]:.2f}"
+
+    print(f"\n{args.dataset}: {args.episodes} test episodes per cell, 15 queries per class, seed {args.seed}\n")
+    print("| learner | setting | published | no hallucinator | GAN-trained, off | GAN-trained, on | on - off | "
+          "on - no hallucinator |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        index = SETTINGS[args.dataset].index((row["n_way"], row["k_shot"]))
+        published = PUBLISHED[args.dataset].get(row["learner"])
+        print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | "
+              f"{published[index] if published else '—'} | {cell(row.get('plain'))} | {cell(row.get('off'))} | "
+              f"{cell(row.get('on'))} | {gain(row.get('gain_on_minus_off'))} | "
+              f"{gain(row.get('gain_on_minus_plain'))} |")
+    out = Path(args.out or f"docs/{args.dataset}_learners.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                                   "rows": rows}, indent=2) + "\n")
+    os.replace(partial, out)
+    print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Baseline and Baseline++ (Chen et al., "A Closer Look at Few-shot Classification", ICLR 2019): the backbone is
+pre-trained as an ordinary classifier over every base class (`hallucinate.training.pretrain`), then frozen; each
+episode fits a new linear (Baseline) or cosine (Baseline++) classifier on its support features."""
+import math
+
+import torch
+from torch import nn
+
+
+def cosine_scale(n_classes: int) -> float:
+    """CloserLookFewShot's ``distLinear`` scale: 2 for up to 200 classes, 10 above (Omniglot's 4112 base classes)."""
+    return 2.0 if n_classes <= 200 else 10.0
+
+
+def cosine_logits(x: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """``[n, D], [C, D] -> [n, C]``: ``scale * cos(x_i, w_c)``."""
+    normalize = nn.functional.normalize
+    return scale * normalize(x, dim=1) @ normalize(weight, dim=1).T
+
+
+class CosineClassifier(nn.Module):
+    """``logits[i, c] = scale * cos(x_i, w_c)``: Baseline++'s classifier, in pre-training and in fine-tuning.
+
+    (CloserLookFewShot's ``distLinear`` also learns a norm per class through weight normalisation; this is the
+    paper's plain cosine.)"""
+
+    def __init__(self, in_features: int, n_classes: int, *, scale: float | None = None, device=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, in_features, device=device))
+        self.scale = cosine_scale(n_classes) if scale is None else scale
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's initialisation
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cosine_logits(x, self.weight, self.scale)
+
+
+HEADS = {"linear": nn.Linear, "cosine": CosineClassifier}
+
+
+def linear_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Gradient of the mean cross-entropy of ``x @ weight.T`` (the bias is ``weight``'s last column and ``x``'s
+    last column is ones) against one-hot ``targets``."""
+    return (torch.softmax(x @ weight.T, 1) - targets).T @ x / len(x)
+
+
+def cosine_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
+    """Gradient of the mean cross-entropy of ``scale * cos(x, weight)`` for unit rows ``x``: through the direction
+    ``w / |w|`` of each class weight, so it is orthogonal to ``w`` and shrinks as ``|w|`` grows."""
+    norm = weight.norm(dim=1, keepdim=True)
+    direction = weight / norm
+    d_direction = scale * (torch.softmax(scale * x @ direction.T, 1) - targets).T @ x / len(x)
+    return (d_direction - direction * (d_direction * direction).sum(1, keepdim=True)) / norm
+
+
+class FineTuneClassifier(nn.Module):
+    """Fits a fresh ``head`` ("linear" or "cosine") on the support features, then classifies the query with it.
+
+    Chen et al.'s recipe, as their code runs it: ``passes`` passes over the (detached) support set in a random order,
+    in mini-batches of ``batch_size``, SGD with momentum 0.9, dampening 0.9 and weight decay 1e-3 (so a 5-way 1-shot
+    episode takes 100 x 2 steps, a 5-way 5-shot one 100 x 7). The steps are `torch.optim.SGD`'s with the cross-entropy
+    gradient written out: autograd and the optimizer cost about 4x more per step, and there are 200 steps an
+    episode. The head's initialisation (``nn.Linear``'s) and the orders come from a generator seeded with ``seed``
+    inside every call, so the same inputs give the same logits, and the global random state is left alone.
+    Hallucinated support features are simply more support rows. Fitting runs in float32 whatever the grad mode or
+    autocast it is called under; the logits stay differentiable with respect to ``query``."""
+
+    def __init__(self, head: str = "linear", *, passes: int = 100, lr: float = 0.01, batch_size: int = 4,
+                 seed: int = 0):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
+        self.head, self.passes, self.lr, self.batch_size, self.seed = head, passes, lr, batch_size, seed
+
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        n_way = int(support_labels.max()) + 1
+        scale = cosine_scale(n_way)
+        generator = torch.Generator().manual_seed(self.seed)
+        with torch.no_grad(), torch.autocast(support.device.type, enabled=False):
+            x = support.float()
+            if self.head == "linear":  # the bias as one more weight column, on a column of ones
+                x = torch.cat([x, x.new_ones(len(x), 1)], 1)
+            else:
+                x = nn.functional.normalize(x, dim=1)
+            bound = 1 / math.sqrt(support.shape[1])
+            weight = torch.empty(n_way, x.shape[1]).uniform_(-bound, bound, generator=generator).to(x.device)
+            orders = torch.rand(self.passes, len(x), generator=generator).argsort(1).to(x.device)
+            targets = nn.functional.one_hot(support_labels, n_way).float()
+            momentum = None
+            for order in orders:
+                for batch in order.split(self.batch_size):
+                    if self.head == "linear":
+                        gradient = linear_gradient(weight, x[batch], targets[batch])
+                    else:
+                        gradient = cosine_gradient(weight, x[batch], targets[batch], scale)
+                    gradient = gradient + 1e-3 * weight  # weight decay
+                    momentum = gradient if momentum is None else 0.9 * momentum + (1 - 0.9) * gradient
+                    weight = weight - self.lr * momentum
+        with torch.autocast(query.device.type, enabled=False):
+            if self.head == "linear":
+                return nn.functional.linear(query.float(), weight[:, :-1], weight[:, -1])
+            return cosine_logits(query.float(), weight, scale)
+
+
+# config.finetune_steps counts passes over the support set: Chen et al.'s "100 iterations", which their code runs as
+# 100 epochs of mini-batches of 4.
+def baseline(*, feature_shape: tuple[int, ...], config) -> FineTuneClassifier:
+    return FineTuneClassifier("linear", passes=config.finetune_steps, lr=config.finetune_lr)
+
+
+def baseline_pp(*, feature_shape: tuple[int, ...], config) -> FineTuneClassifier:
+    return FineTuneClassifier("cosine", passes=config.finetune_steps, lr=config.finetune_lr)
