@@ -12,11 +12,15 @@ def load(checkpoint: str | Path, *, device: str | None = None):
     """
     from .device import resolve_device
     from .model import build_classifier
-    from .training import EpisodicConfig, load_checkpoint
+    from .training import CheckpointError, EpisodicConfig, load_checkpoint
 
     state = load_checkpoint(checkpoint)
     config = EpisodicConfig(**state["config"])
     model = build_classifier(config)
-    model.load_state_dict(state["best_model"])
+    missing, unexpected = model.load_state_dict(state["best_model"], strict=False)
+    missing = [name for name in missing if not name.startswith("hallucinator.critic.")]  # `export` drops the critic
+    if missing or unexpected:
+        raise CheckpointError(f"{checkpoint} does not match the model its config describes: missing {missing}, "
+                              f"unexpected {unexpected}")
     model.config = config
     return model.to(resolve_device(device)).eval()

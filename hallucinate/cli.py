@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     _paths(ingest)
 
     export = commands.add_parser("export", help="write a checkpoint's best weights, config and metrics alone "
-                                                "(no optimizer state): a small file to publish")
+                                                "(no optimizer state, no critic): a small file to publish")
     export.add_argument("checkpoint")
     export.add_argument("output")
     return parser
@@ -94,9 +94,12 @@ def _export(args) -> dict:
     from .training import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(args.checkpoint)
-    keep = ("config", "best_model", "best_val_accuracy", "best_episode", "metrics")
-    save_checkpoint(Path(args.output), {key: state[key] for key in keep} | {"trained_episodes":
-                                                                            state["sampler"]["next_episode"]})
+    keep = ("config", "best_val_accuracy", "best_episode", "metrics")
+    # The critic only trains the generator: a released classifier never calls it.
+    weights = {name: tensor for name, tensor in state["best_model"].items()
+               if not name.startswith("hallucinator.critic.")}
+    save_checkpoint(Path(args.output), {key: state[key] for key in keep} | {
+        "best_model": weights, "trained_episodes": state["sampler"]["next_episode"]})
     return {"output": args.output, "bytes": Path(args.output).stat().st_size}
 
 

@@ -5,7 +5,7 @@ import torch
 
 from hallucinate import load
 from hallucinate.cli import main
-from hallucinate.training import EpisodicConfig, override
+from hallucinate.training import CheckpointError, EpisodicConfig, load_checkpoint, override, save_checkpoint
 
 
 def test_unknown_setting_lists_the_valid_keys():
@@ -49,9 +49,20 @@ def test_eval_prints_one_json_object_and_pairs_episodes(tiny_gan_checkpoint, dat
 def test_export_keeps_what_load_needs(tiny_gan_checkpoint, tmp_path, capsys):
     assert main(["export", str(tiny_gan_checkpoint), str(tmp_path / "small.pt")]) == 0
     assert json.loads(capsys.readouterr().out)["bytes"] < tiny_gan_checkpoint.stat().st_size
-    full, small = load(tiny_gan_checkpoint), load(tmp_path / "small.pt")
-    for a, b in zip(full.state_dict().values(), small.state_dict().values()):
-        assert torch.equal(a, b)
+    assert not any(name.startswith("hallucinator.critic.")
+                   for name in load_checkpoint(tmp_path / "small.pt")["best_model"])  # training-only weights
+    full, small = load(tiny_gan_checkpoint).state_dict(), load(tmp_path / "small.pt").state_dict()
+    for name, tensor in full.items():
+        if not name.startswith("hallucinator.critic."):
+            assert torch.equal(tensor, small[name]), name
+
+
+def test_load_refuses_weights_that_do_not_fit_the_config(tiny_gan_checkpoint, tmp_path):
+    state = load_checkpoint(tiny_gan_checkpoint)
+    del state["best_model"]["hallucinator.generator.net.0.weight"]
+    save_checkpoint(tmp_path / "broken.pt", state)
+    with pytest.raises(CheckpointError, match="missing \\['hallucinator.generator.net.0.weight'\\]"):
+        load(tmp_path / "broken.pt")
 
 
 def test_loaded_model_classifies_pil_images(tiny_gan_checkpoint, omniglot):
