@@ -2,6 +2,7 @@
 
     python benchmarks/learners_table.py --dataset omniglot [--episodes 1000] [--learners protonet matching ...]
     python benchmarks/learners_table.py --dataset cifar_fs
+    python benchmarks/learners_table.py --learners baseline_pp --settings 5x1 20x1   # a part of the table
 
 For each learner it loads ``checkpoints/<dataset>_<learner>_conv4.pt`` (trained without a hallucinator) and
 ``checkpoints/<dataset>_<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
@@ -49,12 +50,20 @@ def main() -> None:
     parser.add_argument("--dataset", choices=list(SETTINGS), default="omniglot")
     parser.add_argument("--learners", nargs="+", default=LEARNERS)
     parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--settings", nargs="+", metavar="NxK",
+                        help="only these N-way K-shot cells, e.g. 5x1 20x1 (default: all of the data set's)")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root")
     parser.add_argument("--cache-dir")
     parser.add_argument("--out")
     args = parser.parse_args()
+    settings = SETTINGS[args.dataset]
+    if args.settings:
+        chosen = [tuple(int(x) for x in text.split("x")) for text in args.settings]
+        if not set(chosen) <= set(settings):
+            parser.error(f"--settings must be among {['%dx%d' % cell for cell in settings]}, got {args.settings}")
+        settings = [cell for cell in settings if cell in chosen]
     start = time.perf_counter()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -69,7 +78,7 @@ def main() -> None:
         models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
                  for kind, model in models.items()}
-        for n_way, k_shot in SETTINGS[args.dataset]:
+        for n_way, k_shot in settings:
             row = {"learner": learner, "n_way": n_way, "k_shot": k_shot,
                    "missing": [str(path) for kind, path in paths.items() if kind not in models]}
             results = {}
