@@ -1,6 +1,7 @@
 """Validation curves of every released Omniglot learner checkpoint, from the metrics each carries, one panel per
 validation setting (20-way 1-shot for most; 5-way 1-shot for MAML and ANIL, whose heads are 5-way); pre-trained
-learners (Baseline, Baseline++) are drawn against their pre-training epoch.
+learners (Baseline, Baseline++) are drawn against their pre-training epoch, the hallucinators trained on their frozen
+backbones against those episodes.
 
     python benchmarks/plot_learners.py [CHECKPOINT ...] [--out docs/omniglot_learners.png]
 """
@@ -26,13 +27,16 @@ def main() -> None:
         state = load_checkpoint(path)
         config = state["config"]
         label = config["learner"] + ("" if config["hallucinator"] == "none" else f" + {config['hallucinator']}")
-        label += f" ({config['n_way']}-way {config['k_shot']}-shot training)"
         val = [row for row in state["metrics"] if "val_accuracy" in row]
-        x_key = "pretrain_epoch" if config.get("pretrain_epochs", 0) > 0 else "episode"  # older configs lack it
+        # a pre-training checkpoint carries its epochs; a hallucinator trained after pre-training, its episodes
+        x_key = "pretrain_epoch" if any("pretrain_epoch" in row for row in val) else "episode"
+        label += " (pre-training)" if x_key == "pretrain_epoch" else \
+            f" ({config['n_way']}-way {config['k_shot']}-shot {'hallucinator ' if config.get('pretrain_epochs') else ''}training)"
         panel = (config["val_n_way"], config["val_k_shot"], x_key)
         curves.setdefault(panel, []).append((label, [r for r in val if x_key in r]))
     figure, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
     for axis, ((n_way, k_shot, x_key), lines) in zip(axes[0], sorted(curves.items())):
+        axis.set_prop_cycle(color=plt.cm.tab20.colors)  # more lines than the default ten colours
         for label, rows in lines:
             axis.errorbar([r[x_key] for r in rows], [r["val_accuracy"] for r in rows],
                           yerr=[r["val_ci95"] for r in rows], capsize=3, marker="o", label=label)
