@@ -1,15 +1,27 @@
 """Downloading official archives and reading their members without letting any escape the target folder."""
 import hashlib
+import io
 import posixpath
 import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 
 class UnsafeArchiveError(ValueError):
     pass
+
+
+def read_image(archive: zipfile.ZipFile, member: zipfile.ZipInfo, prepare, image_size: int) -> np.ndarray:
+    """Decode one image member with ``prepare(PIL image, image_size)``; an unreadable one is refused by name."""
+    try:
+        with Image.open(io.BytesIO(archive.read(member))) as image:
+            return prepare(image, image_size)
+    except (OSError, zipfile.BadZipFile, Image.DecompressionBombError) as error:  # PIL's own errors are OSErrors
+        raise ValueError(f"{archive.filename}: member {member.filename!r} is not a readable image ({error})") from None
 
 
 def checked_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -53,10 +65,15 @@ def ensure_files(root: Path, urls: dict[str, str | None], what: str, *, how: str
     """Download each missing file under ``root``; with no network, say which files are missing and where.
 
     A file whose URL is ``None`` has no download: if one is missing, nothing is downloaded and the error says
-    which files are missing, where, and ``how`` to make them.
+    which files are missing, where, and ``how`` to make them. A ``.zip`` that is not a zip archive is refused by name.
     """
     missing = [name for name in urls if not (root / name).is_file()]
     if not missing:
+        not_zips = [str((root / name).resolve()) for name in urls
+                    if name.endswith(".zip") and not zipfile.is_zipfile(root / name)]
+        if not_zips:
+            raise ValueError(f"{what}: {', '.join(not_zips)} is not a zip archive (a partial download, or another "
+                             f"file under its name?); replace it with the official file. {how}".rstrip())
         return
     if any(urls[name] is None for name in missing):
         raise FileNotFoundError(

@@ -4,7 +4,6 @@ Read from one zip per split, ``<split>.zip`` holding ``<split>/<class>/<idx>.png
 CIFAR-100), and the Bertinetto class lists. There is no official download of these zips: they are built from
 CIFAR-100 with the split lists, so a missing zip is an error that says so rather than a download.
 """
-import io
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .archive import checked_members, ensure_files, fingerprint
+from .archive import checked_members, ensure_files, fingerprint, read_image
 
 SPLITS = ("train", "val", "test")
 ARCHIVES = tuple(f"{split}.zip" for split in SPLITS)
@@ -83,5 +82,4 @@ def _members_by_class(archive: zipfile.ZipFile, split: str) -> dict[str, list[tu
 
 
 def _decode(archive: zipfile.ZipFile, member: zipfile.ZipInfo, image_size: int) -> np.ndarray:
-    with Image.open(io.BytesIO(archive.read(member))) as image:
-        return prepare_image(image, image_size)
+    return read_image(archive, member, prepare_image, image_size)

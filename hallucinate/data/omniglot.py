@@ -1,5 +1,4 @@
 """Omniglot (Lake et al. 2015) in the official release layout, split by Vinyals et al. into character x rotation classes."""
-import io
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -7,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .archive import checked_members, ensure_files, fingerprint
+from .archive import checked_members, ensure_files, fingerprint, read_image
 
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
 SPLITS = ("train", "val", "test")
@@ -63,6 +62,5 @@ def _decode_characters(folder: Path, characters: set[str], image_size: int) -> d
                     continue
                 character = f"{parts[1]}/{parts[2]}"
                 if character in characters:
-                    with Image.open(io.BytesIO(archive.read(member))) as image:
-                        images[character].append((parts[3], prepare_image(image, image_size)))
+                    images[character].append((parts[3], read_image(archive, member, prepare_image, image_size)))
     return {character: np.stack([array for _, array in sorted(drawn)]) for character, drawn in images.items()}

@@ -99,7 +99,18 @@ def _read_only_environment(path: Path):
         raise StoreError(f"no store at {path}") from None
     key = (stat.st_dev, stat.st_ino)
     if key not in _ENVIRONMENTS:
-        _ENVIRONMENTS[key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        try:
+            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        except lmdb.Error as error:
+            raise StoreError(f"{path} is not a readable store ({error}); run `hallucinate ingest` again with "
+                             "--rebuild") from None
+        # Reading a page past the end of a truncated file kills the process with SIGBUS, so check the size first.
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        if stat.st_size < needed:
+            env.close()
+            raise StoreError(f"{path / 'data.mdb'} is truncated: {stat.st_size} bytes, its own index needs "
+                             f"{needed}; run `hallucinate ingest` again with --rebuild")
+        _ENVIRONMENTS[key] = env
     return _ENVIRONMENTS[key]
 
 

@@ -19,7 +19,7 @@ class EpisodicConfig:
     finetune_lr: float = 0.01
     pretrain_epochs: int = 0  # Baseline / Baseline++: epochs of mini-batch training on the base classes first
     pretrain_batch_size: int = 64
-    hallucinator: str = "none"  # "none" or a name in HALLUCINATORS
+    hallucinator: str = "none"  # "none" or a name in HALLUCINATORS: mlp, gan, analogy, calibration (test time only)
     n_synthetic: int = 5  # M: synthetic examples added to each class of the support set
     noise_dim: int = 64
     hallucinator_hidden: int = 256
@@ -28,6 +28,11 @@ class EpisodicConfig:
     anti_collapse_weight: float = 1.0
     gradient_penalty_weight: float = 10.0
     critic_lr: float = 1e-3
+    analogy_weight: float = 1.0  # analogy hallucinator: weight of its analogy regression loss
+    calibration_k: int = 2  # distribution calibration: nearest base classes borrowed from (Yang et al.: 2)
+    calibration_alpha: float = 0.21  # ... added to the covariance's diagonal (Yang et al.'s mini-ImageNet value)
+    calibration_tukey: float = 0.5  # ... Tukey's power transform exponent (Yang et al.: 0.5)
+    init_from: str = ""  # a checkpoint whose best backbone weights start the run (Baseline/++: skips pre-training)
     n_way: int = 60
     k_shot: int = 5
     q_query: int = 5
@@ -54,6 +59,16 @@ class EpisodicConfig:
 def field_types(config_class) -> dict[str, type]:
     hints = typing.get_type_hints(config_class)
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def check_types(config, where: str = "config") -> None:
+    """Refuse a config built in Python (a pipeline file's CONFIG) whose values do not have their fields' types."""
+    for name, kind in field_types(type(config)).items():
+        value = getattr(config, name)
+        fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool)) \
+            or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            raise ValueError(f"{where}: setting {name!r} expects {kind.__name__}, got {value!r}")
 
 
 def parse_value(text: str, kind: type):
