@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["hallucinate", "hallucinate.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.2,<2.15", "torchvision>=0.17,<0.30", "numpy", "pillow", "lmdb", "albumentations>=2.0",
-                      "tqdm"],
-    extras_require={"dev": ["pytest"], "bench": ["easyfsl==1.5.0", "matplotlib"]},
+                      "tqdm", "pytorch-fid>=0.3", "matplotlib"],
+    extras_require={"dev": ["pytest"], "bench": ["easyfsl==1.5.0"]},
     entry_points={"console_scripts": ["hallucinate=hallucinate.cli:main"]},
 )

@@ -4,8 +4,8 @@
     python benchmarks/learners_table.py --dataset cifar_fs
     python benchmarks/learners_table.py --learners baseline_pp --settings 5x1 20x1   # a part of the table
 
-For each learner it loads ``checkpoints/<dataset>_<learner>_conv4.pt`` (trained without a hallucinator) and
-``checkpoints/<dataset>_<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
+For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator) and
+``..._<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
 same episodes (same seed, 15 queries per class): the plain checkpoint, the GAN checkpoint with hallucination off and
 on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
 hallucinator bought). A missing checkpoint is reported as missing, never left out silently; a setting a checkpoint
@@ -28,6 +28,7 @@ from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
 
 SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "cifar_fs": [(5, 1), (5, 5)]}
+PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}  # checkpoint file names
 LEARNERS = ["protonet", "matching", "relation", "siamese", "maml", "anil", "baseline", "baseline_pp"]
 PUBLISHED = {  # ../shared/ANCHORS.md
     "omniglot": {"protonet": (98.8, 99.7, 96.0, 98.9), "matching": (98.1, 98.9, 93.8, 98.5),
@@ -73,7 +74,7 @@ def main() -> None:
 
     rows = []
     for learner in args.learners:
-        paths = {kind: Path(args.checkpoints) / f"{args.dataset}_{learner}{suffix}_conv4.pt"
+        paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}_conv4.pt"
                  for kind, suffix in (("plain", ""), ("gan", "_gan"))}
         models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)

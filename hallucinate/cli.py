@@ -1,4 +1,4 @@
-"""hallucinate run | eval | ingest | export"""
+"""hallucinate run | eval | report | ingest | export"""
 import argparse
 import json
 import sys
@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--no-hallucinate", action="store_true", help="evaluate without synthetic examples")
+    evaluate.add_argument("--hallucinator", choices=["calibration"],
+                          help="hallucinate with a training-free hallucinator fitted now on the train split's "
+                               "features (replacing the checkpoint's own, if any)")
+    evaluate.add_argument("--n-synthetic", type=int, help="synthetic examples per class (default: the checkpoint's)")
     evaluate.add_argument("--per-episode", action="store_true", help="include every episode's accuracy")
     evaluate.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     evaluate.add_argument("--no-progress", action="store_true")
@@ -43,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--image-size", type=int)
     ingest.add_argument("--rebuild", action="store_true", help="rebuild even if a current store exists")
     _paths(ingest)
+
+    report = commands.add_parser("report", help="a Markdown report of a run (RUN_DIR/report/report.md): accuracy "
+                                                "with and without hallucination, the synthetic features measured "
+                                                "and pictured")
+    report.add_argument("run_dir", help="a folder `hallucinate run --out` wrote")
+    report.add_argument("--episodes", type=int, default=600, help="test episodes per measurement (default 600)")
+    report.add_argument("--no-progress", action="store_true")
+    _paths(report)
 
     export = commands.add_parser("export", help="write a checkpoint's best weights, config and metrics alone "
                                                 "(no optimizer state, no critic): a small file to publish")
@@ -74,7 +86,16 @@ def _eval(args) -> dict:
     model = load(args.checkpoint, device=args.device)
     store = open_store(model.config.dataset, image_size=model.config.image_size, root=args.data_root,
                        cache=args.cache_dir)
-    hallucinate = model.hallucinating and not args.no_hallucinate
+    if args.n_synthetic is not None:
+        if args.n_synthetic < 0:
+            raise ValueError(f"--n-synthetic must be >= 0, got {args.n_synthetic}")
+        model.n_synthetic = args.n_synthetic
+    if args.hallucinator == "calibration":
+        from .hallucinators.calibration import use_calibration
+
+        use_calibration(model, store.split("train"), device=device, n_synthetic=model.n_synthetic,
+                        precision=args.precision, cache=cache_dir(args.cache_dir))
+    hallucinate = model.hallucinating and model.n_synthetic > 0 and not args.no_hallucinate
     result = evaluate(model, store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
                       episodes=args.episodes, seed=args.seed, hallucinate=hallucinate, device=device,
                       precision=args.precision, cache=cache_dir(args.cache_dir), progress=not args.no_progress)
@@ -88,6 +109,16 @@ def _ingest(args) -> dict:
                        rebuild=args.rebuild)
     return {"store": str(store.path), "splits": {name: {"classes": len(split["classes"]), "images": split["size"]}
                                                  for name, split in store.meta["splits"].items()}}
+
+
+def _report(args) -> dict:
+    from .report import write_report
+
+    if args.episodes < 2:
+        raise ValueError(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
+    path = write_report(Path(args.run_dir), data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
+                        episodes=args.episodes, progress=not args.no_progress)
+    return {"report": str(path), "files": sorted(p.name for p in path.parent.iterdir())}
 
 
 def _export(args) -> dict:
@@ -108,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training.checkpoint import CheckpointError
 
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "eval": _eval, "ingest": _ingest, "export": _export}[args.command]
+    handler = {"run": _run, "eval": _eval, "report": _report, "ingest": _ingest, "export": _export}[args.command]
     try:
         print(json.dumps(handler(args)))
     except (ValueError, KeyError, FileNotFoundError, StoreError, CheckpointError) as error:

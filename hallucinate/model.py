@@ -52,9 +52,7 @@ def build_classifier(config) -> FewShotClassifier:
         backbone.to(memory_format=torch.channels_last)
     hallucinator = None
     if config.hallucinator != "none":
-        hallucinator = HALLUCINATORS[config.hallucinator](
-            feature_dim=backbone.out_dim, noise_dim=config.noise_dim, hidden=config.hallucinator_hidden,
-            critic_hidden=config.critic_hidden)
+        hallucinator = HALLUCINATORS[config.hallucinator](feature_dim=backbone.out_dim, config=config)
     learner = LEARNERS[config.learner](feature_shape=backbone.feature_shape, config=config)
     return FewShotClassifier(backbone, learner, hallucinator, n_synthetic=config.n_synthetic,
                              transform=ImageTransform(dataset.prepare_image, config.image_size))

@@ -68,7 +68,7 @@ def test_same_class_gap_by_hand():
 
 def test_switched_off_the_support_set_is_untouched():
     features, labels = _features()
-    assert hallucinate(features, labels, 0, generator=None, noise_dim=4) == (features, labels)
+    assert hallucinate(features, labels, 0, generator=None) == (features, labels)
     model = FewShotClassifier(nn.Identity(), PrototypicalNetworks(),
                               GANHallucinator(feature_dim=8, noise_dim=4), n_synthetic=5)
     query = torch.randn(4, 8)

@@ -1,10 +1,18 @@
-"""The functional face of a hallucinator: ``(features, labels, n_per_class, generator) -> (features, labels)``."""
-from collections.abc import Callable
+"""The functional face of a hallucinator: ``(features, labels, n_per_class, generator) -> (features, labels)``.
+
+A generator is any callable ``generator(seeds, noise) -> synthetic`` that also says how its noise is drawn,
+``generator.sample_noise(n, like, rng)``: Gaussian for the MLP, GAN and calibration generators, base-class pairs
+for the analogy generator."""
+from typing import Protocol
 
 import torch
 from torch import nn
 
-Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+class Generator(Protocol):
+    def __call__(self, seeds: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
+
+    def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor: ...
 
 
 def sample_seeds(labels: torch.Tensor, n_per_class: int, rng: torch.Generator | None = None) -> torch.Tensor:
@@ -15,16 +23,26 @@ def sample_seeds(labels: torch.Tensor, n_per_class: int, rng: torch.Generator | 
     return torch.multinomial(members, n_per_class, replacement=True, generator=rng).flatten()
 
 
-def sample_noise(n: int, noise_dim: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_noise(n: int, noise_dim: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
     return torch.randn(n, noise_dim, generator=rng, device=like.device, dtype=like.dtype)
 
 
-def hallucinate(features: torch.Tensor, labels: torch.Tensor, n_per_class: int, generator: Generator, *,
-                noise_dim: int, rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def hallucinate(features: torch.Tensor, labels: torch.Tensor, n_per_class: int, generator: Generator | None,
+                rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Append ``n_per_class`` synthetic features per class, each ``generator(seed feature, noise)`` from a real
     seed of that class. With ``n_per_class == 0`` the inputs come back untouched."""
     if n_per_class == 0:
         return features, labels
     seeds = sample_seeds(labels, n_per_class, rng)
-    synthetic = generator(features[seeds], sample_noise(len(seeds), noise_dim, features, rng))
+    synthetic = generator(features[seeds], generator.sample_noise(len(seeds), features, rng))
     return torch.cat([features, synthetic]), torch.cat([labels, labels[seeds]])
+
+
+class Hallucinator(nn.Module):
+    """The module face: owns ``self.generator`` (and whatever trains it) and hallucinates with it when called."""
+
+    generator: Generator
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, n_per_class: int,
+                rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return hallucinate(features, labels, n_per_class, self.generator, rng)

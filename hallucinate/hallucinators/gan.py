@@ -3,22 +3,7 @@ a class-conditional WGAN-GP critic with an anti-collapse term (Li et al. 2020, A
 import torch
 from torch import nn
 
-from .functional import hallucinate
-
-
-class FeatureGenerator(nn.Module):
-    """``G(seed, noise) = seed + MLP([seed, noise])``; the last layer starts near zero, so G starts near the
-    identity on the seed and learns how far to move from it."""
-
-    def __init__(self, feature_dim: int, noise_dim: int, hidden: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(feature_dim + noise_dim, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, feature_dim))
-        nn.init.normal_(self.net[-1].weight, std=1e-3)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, seed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return seed + self.net(torch.cat([seed, noise], dim=1))
+from .mlp import MLPHallucinator
 
 
 class Critic(nn.Module):
@@ -56,15 +41,9 @@ def same_class_gap(features: torch.Tensor) -> torch.Tensor:
     return torch.cdist(features, features, p=1).sum() / (n_way * n * (n - 1) * dim)
 
 
-class GANHallucinator(nn.Module):
-    """Owns the generator and the critic; calling it hallucinates with the generator (the critic only trains)."""
+class GANHallucinator(MLPHallucinator):
+    """The MLP hallucinator plus the critic that trains its generator adversarially (the critic only trains)."""
 
     def __init__(self, *, feature_dim: int, noise_dim: int = 64, hidden: int = 256, critic_hidden: int = 256):
-        super().__init__()
-        self.noise_dim = noise_dim
-        self.generator = FeatureGenerator(feature_dim, noise_dim, hidden)
+        super().__init__(feature_dim=feature_dim, noise_dim=noise_dim, hidden=hidden)
         self.critic = Critic(feature_dim, critic_hidden)
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, n_per_class: int,
-                rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return hallucinate(features, labels, n_per_class, self.generator, noise_dim=self.noise_dim, rng=rng)

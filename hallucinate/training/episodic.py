@@ -12,7 +12,8 @@ from tqdm import tqdm
 from ..data.sampler import EpisodeSampler, episode_loader
 from ..device import autocast
 from ..evaluation import evaluate
-from ..hallucinators import anti_collapse, gradient_penalty, same_class_gap, sample_noise, sample_seeds
+from ..hallucinators import AnalogyHallucinator, anti_collapse, gradient_penalty, same_class_gap, sample_seeds
+from ..hallucinators.analogy import refill_bank
 from ..learners import PrototypicalNetworks, class_means, episode_loss
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import EpisodicConfig
@@ -35,6 +36,9 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
 
     model.to(device)
+    if model.hallucinator is not None and not any(p.requires_grad for p in model.hallucinator.parameters()):
+        raise ValueError(f"hallucinator {config.hallucinator!r} is training-free: train with hallucinator=none, then "
+                         f"evaluate with `hallucinate eval CHECKPOINT --hallucinator {config.hallucinator}`")
     critic = getattr(model.hallucinator, "critic", None)
     # After mini-batch pre-training (Baseline, Baseline++) the backbone stays frozen and the episodes train the
     # hallucinator alone. Those learners fit a new head by SGD inside forward, which the hallucinator's gradient
@@ -107,29 +111,33 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             features = model.embed(images).float()
         support, query = features[:n_support], features[n_support:]
         support_labels = episode.support_labels
-        losses = {}
+        losses, auxiliary = {}, {}
 
         if model.hallucinator is not None and config.n_synthetic > 0:
             generator = model.hallucinator.generator
+            real = torch.cat([support.detach().unflatten(0, (config.n_way, config.k_shot)),
+                              query.detach().unflatten(0, (config.n_way, config.q_query))], 1)
+            if hasattr(model.hallucinator, "observe"):  # a hallucinator with its own loss on the real features
+                auxiliary = model.hallucinator.observe(real)
+                losses.update(auxiliary)
             seeds = sample_seeds(support_labels, config.n_synthetic, rng)
-            noise = sample_noise(len(seeds), config.noise_dim, support, rng)
+            noise = generator.sample_noise(len(seeds), support, rng)
             synthetic = generator(support[seeds], noise)
             if critic:
                 # The adversarial terms train G alone: its seeds are detached so they cannot pull the backbone.
                 detached_seeds = support[seeds].detach()
                 condition = class_means(support.detach(), support_labels, config.n_way)[support_labels[seeds]]
                 fake = generator(detached_seeds, noise)
-                other_noise = sample_noise(len(seeds), config.noise_dim, support, rng)
+                other_noise = generator.sample_noise(len(seeds), support, rng)
                 losses["adversarial"] = -critic(fake, condition).mean()
-                real_gap = same_class_gap(torch.cat([support.detach().unflatten(0, (config.n_way, config.k_shot)),
-                                                     query.detach().unflatten(0, (config.n_way, config.q_query))], 1))
-                losses["anti_collapse"] = anti_collapse(fake, generator(detached_seeds, other_noise), real_gap)
+                losses["anti_collapse"] = anti_collapse(fake, generator(detached_seeds, other_noise),
+                                                        same_class_gap(real))
             support = torch.cat([support, synthetic])
             support_labels = torch.cat([support_labels, support_labels[seeds]])
 
         logits = episode_learner(support, support_labels, query)
         losses["classification"] = episode_loss(episode_learner, logits, episode.query_labels)
-        loss = losses["classification"]
+        loss = losses["classification"] + sum(auxiliary.values())
         if critic:
             loss = loss + config.adversarial_weight * losses["adversarial"] \
                 + config.anti_collapse_weight * losses["anti_collapse"]
@@ -163,6 +171,9 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             sums, steps, interval_start = {}, 0, now
         if episode_number % config.val_every == 0 or episode_number == config.episodes:
             validation_start = time.perf_counter()
+            if isinstance(model.hallucinator, AnalogyHallucinator):
+                refill_bank(model, train_split, seed=config.seed + episode_number, device=device,
+                            precision=config.precision)
             result = evaluate(model, val_split, n_way=config.val_n_way, k_shot=config.val_k_shot,
                               episodes=config.val_episodes, seed=config.seed, device=device,
                               precision=config.precision)

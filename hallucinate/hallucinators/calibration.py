@@ -1,0 +1,86 @@
+"""Distribution calibration (Yang et al. ICLR 2021): a training-free hallucinator. Each seed borrows the statistics
+of its nearest base classes: synthetic features are drawn from a Gaussian whose mean averages the seed with the
+``k`` nearest base-class means and whose covariance averages those classes' covariances (plus ``alpha``), all
+after Tukey's power transform ``x -> x ** tukey`` that makes the features more Gaussian."""
+import torch
+from torch import nn
+
+from .functional import Hallucinator, gaussian_noise
+
+
+def tukey(x: torch.Tensor, power: float) -> torch.Tensor:
+    return x.sign() * x.abs().pow(power)
+
+
+class CalibratedSampler(nn.Module):
+    """``G(seed, noise) = tukey^-1(mean(seed) + chol(cov(seed)) @ noise)``, the noise standard normal. The base
+    statistics are not weights: `fit` computes them from base-class features, and checkpoints do not carry them."""
+
+    def __init__(self, feature_dim: int, k: int, alpha: float, power: float):
+        super().__init__()
+        if k < 1 or alpha < 0 or power <= 0:
+            raise ValueError(f"distribution calibration needs k >= 1, alpha >= 0 and tukey > 0; got k={k}, "
+                             f"alpha={alpha}, tukey={power}")
+        self.feature_dim, self.k, self.alpha, self.power = feature_dim, k, alpha, power
+        self.register_buffer("means", torch.zeros(0, feature_dim), persistent=False)
+        self.register_buffer("covariances", torch.zeros(0, feature_dim, feature_dim), persistent=False)
+
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "CalibratedSampler":
+        """Mean and covariance (unbiased) of each base class's transformed features ``[N, D]``, labels ``[N]``."""
+        if features.shape[1] != self.feature_dim:
+            raise ValueError(f"features have {features.shape[1]} dimensions; this sampler expects {self.feature_dim}")
+        classes = labels.unique()
+        counts = torch.stack([(labels == c).sum() for c in classes])
+        if len(classes) < self.k or counts.min() < 2:
+            raise ValueError(f"calibration needs at least k={self.k} base classes of at least 2 examples each; got "
+                             f"{len(classes)} classes, the smallest with {int(counts.min())}")
+        transformed = tukey(features.double(), self.power)
+        self.means = torch.stack([transformed[labels == c].mean(0) for c in classes]).float()
+        self.covariances = torch.stack([transformed[labels == c].T.cov() for c in classes]).float()
+        return self
+
+    def calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The calibrated mean ``[n, D]`` and covariance ``[n, D, D]`` of each seed, in the transformed space."""
+        if len(self.means) == 0:
+            raise RuntimeError("distribution calibration has no base-class statistics: call fit(features, labels) "
+                               "on base-class features first")
+        transformed = tukey(seed, self.power)
+        nearest = torch.cdist(transformed, self.means).topk(self.k, largest=False).indices
+        mean = (self.means[nearest].sum(1) + transformed) / (self.k + 1)
+        covariance = self.covariances[nearest].mean(1) + self.alpha * torch.eye(self.feature_dim, device=seed.device)
+        return mean, covariance
+
+    def forward(self, seed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mean, covariance = self.calibrate(seed)
+        sample = mean + (torch.linalg.cholesky(covariance) @ noise.unsqueeze(2)).squeeze(2)
+        return tukey(sample, 1 / self.power)
+
+    def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        return gaussian_noise(n, self.feature_dim, like, rng)
+
+
+class DistributionCalibration(Hallucinator):
+    def __init__(self, *, feature_dim: int, k: int = 2, alpha: float = 0.21, tukey: float = 0.5):
+        super().__init__()
+        self.generator = CalibratedSampler(feature_dim, k, alpha, tukey)
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "DistributionCalibration":
+        self.generator.fit(features, labels)
+        return self
+
+
+def use_calibration(model, base_split, *, device: torch.device, n_synthetic: int, precision: str = "fp32",
+                    cache=None) -> None:
+    """Give ``model`` a distribution-calibration hallucinator fitted on its backbone's features of ``base_split``
+    (the train split, without augmentation), adding ``n_synthetic`` examples per class, with the settings in
+    ``model.config``. Replaces any hallucinator the model had."""
+    from ..evaluation.episodes import feature_bank
+
+    bank = feature_bank(model, base_split, device=device, precision=precision, cache=cache)
+    config = model.config
+    calibration = DistributionCalibration(feature_dim=bank.shape[1], k=config.calibration_k,
+                                          alpha=config.calibration_alpha, tukey=config.calibration_tukey)
+    model.hallucinator = calibration.fit(bank, torch.as_tensor(base_split.labels, device=bank.device)).to(device)
+    model.n_synthetic = n_synthetic
+    model.hallucinating = n_synthetic > 0

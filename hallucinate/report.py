@@ -1,0 +1,142 @@
+"""``hallucinate report RUN_DIR``: a Markdown report of a training run, so a user sees at a glance whether
+hallucination helped and why: the learning curves, accuracy with and without hallucination on the same test
+episodes (paired gain, 95% interval), the synthetic features' Fréchet distance, diversity and seed-class agreement
+beside the real-data floor, accuracy against M, and a 2-D projection of real and synthetic features."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evaluation import CopySeed, evaluate, feature_bank, feature_quality, paired_gain
+from .hallucinators import hallucinate
+from .plots import plot_accuracy_vs_m, plot_projection, plot_training
+
+M_VALUES = (0, 1, 2, 5, 10, 20)
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str | None = None, episodes: int = 600,
+                 progress: bool = True) -> Path:
+    """Evaluate the best weights of ``run_dir/checkpoint.pt`` on its data set's test split and write
+    ``run_dir/report/report.md`` with its PNGs; return the report's path."""
+    from . import load
+    from .data import open_store
+    from .data.paths import cache_dir as resolve_cache
+    from .device import resolve_device
+    from .training import load_checkpoint
+
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint.pt in {run_dir}: give the folder a `hallucinate run --out` wrote")
+    out = run_dir / "report"
+    device = resolve_device(device)
+    state = load_checkpoint(checkpoint)
+    model = load(checkpoint, device=str(device))
+    config = model.config
+    store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)
+    test = store.split("test")
+    bank = feature_bank(model, test, device=device, precision="fp32", cache=resolve_cache(cache_dir),
+                        progress=progress)
+    hallucinator = config.hallucinator if model.hallucinator is not None else None
+    trained = state["sampler"]["next_episode"] if "sampler" in state else state.get("trained_episodes")
+
+    lines = [f"# Run report: {run_dir.name}", "",
+             f"{config.learner} on {config.dataset} with the {hallucinator or 'no'} hallucinator"
+             + (f" (M = {config.n_synthetic} synthetic examples per class)" if hallucinator else "")
+             + f"; trained {trained} episodes of {config.n_way}-way {config.k_shot}-shot"
+             + (f" after {config.pretrain_epochs} pre-training epochs" if config.pretrain_epochs else "")
+             + f"; best validation accuracy {state['best_val_accuracy']:.2f}% at episode {state['best_episode']}.",
+             "", f"![training]({plot_training(state['metrics'], out / 'training.png', run_dir.name).name})", "",
+             f"## Test accuracy ({episodes} episodes of 15 queries per class, seed 0, 95% interval)", ""]
+    if hallucinator:
+        lines += [_row(["setting", "hallucination off", "hallucination on", "on - off (paired)"]),
+                  _row(["---"] * 4)]
+    else:
+        lines += [_row(["setting", "accuracy"]), _row(["---"] * 2)]
+    gains = {}
+    for k_shot in (1, 5):
+        off = evaluate(model, test, n_way=5, k_shot=k_shot, episodes=episodes, hallucinate=False, device=device,
+                       bank=bank, progress=progress)
+        if not hallucinator:
+            lines.append(_row([f"5-way {k_shot}-shot", f"{off.accuracy:.2f} ± {off.ci95:.2f}"]))
+            continue
+        on = evaluate(model, test, n_way=5, k_shot=k_shot, episodes=episodes, hallucinate=True, device=device,
+                      bank=bank, progress=progress)
+        gains[k_shot] = paired_gain(on, off)
+        lines.append(_row([f"5-way {k_shot}-shot", f"{off.accuracy:.2f} ± {off.ci95:.2f}",
+                           f"{on.accuracy:.2f} ± {on.ci95:.2f}", "{:+.2f} ± {:.2f}".format(*gains[k_shot])]))
+    if not hallucinator:
+        (out / "report.md").write_text("\n".join(lines + ["", "This run has no hallucinator: nothing more to show."])
+                                       + "\n")
+        return out / "report.md"
+
+    lines += ["", _verdict(gains), "", "## The synthetic features", "",
+              "On up to 100 test classes: one real seed each; the class's other real features split in halves A and "
+              "B. Fréchet distance to A (pytorch-fid's formula on backbone features; pooled over classes, so it "
+              "cannot see collapse onto the seeds: the copy row shows that), diversity (mean pairwise distance "
+              "within a class, relative to B's), classes whose diversity is under 10% of the real one (mode "
+              "collapse), and agreement (how often a logistic regression fitted on A puts a feature in its seed's "
+              "class). The row `real (B)` is the floor: real features scored the same way, at the same size.", "",
+              _row(["features", "Fréchet distance", "diversity", "collapsed classes", "seed-class agreement"]),
+              _row(["---"] * 5)]
+    labels = np.asarray(test.labels)
+    for name, generator in ((hallucinator, model.hallucinator.generator), ("copy of the seed", CopySeed())):
+        quality = feature_quality(generator, bank, labels)
+        lines.append(_row([name, f"{quality.frechet_distance:.3f}", f"{quality.diversity:.3f}",
+                           f"{quality.collapsed_classes:.0%}", f"{quality.seed_class_agreement:.1%}"]))
+    lines.append(_row(["real (B)", f"{quality.real_frechet_distance:.3f}", "1.000", "0%",
+                       f"{quality.real_agreement:.1%}"]))
+
+    curve, n_synthetic = [], model.n_synthetic
+    try:
+        for m in M_VALUES:
+            model.n_synthetic = m
+            result = evaluate(model, test, n_way=5, k_shot=1, episodes=episodes, hallucinate=m > 0, device=device,
+                              bank=bank, progress=progress)
+            curve.append((m, result.accuracy, result.ci95))
+    finally:
+        model.n_synthetic = n_synthetic
+    m_plot = plot_accuracy_vs_m({hallucinator: curve}, out / "accuracy_vs_m.png",
+                                f"{config.dataset}, 5-way 1-shot, {episodes} test episodes")
+    lines += ["", "## Accuracy against M (5-way 1-shot)", "", _row(["M"] + [m for m, _, _ in curve]),
+              _row(["---"] * (len(curve) + 1)), _row(["accuracy %"] + [f"{a:.2f} ± {c:.2f}" for _, a, c in curve]),
+              "", f"![accuracy vs M]({m_plot.name})"]
+
+    panel = projection_panel(model.hallucinator.generator, bank, labels, classes=5, per_class=40)
+    lines += ["", "## Real and synthetic features of 5 test classes", "",
+              f"![projection]({plot_projection({hallucinator: panel}, out / 'projection.png').name})"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+def _verdict(gains: dict[int, tuple[float, float]]) -> str:
+    words = []
+    for k_shot, (gain, ci) in gains.items():
+        if gain - ci > 0:
+            words.append(f"helped at {k_shot}-shot ({gain:+.2f} ± {ci:.2f} points)")
+        elif gain + ci < 0:
+            words.append(f"hurt at {k_shot}-shot ({gain:+.2f} ± {ci:.2f} points)")
+        else:
+            words.append(f"made no difference the interval can detect at {k_shot}-shot ({gain:+.2f} ± {ci:.2f})")
+    return "**Verdict:** hallucination " + "; ".join(words) + "."
+
+
+@torch.no_grad()
+def projection_panel(generator, bank: torch.Tensor, labels: np.ndarray, *, classes: int, per_class: int,
+                     seed: int = 0) -> tuple:
+    """Real features of ``classes`` test classes chosen by ``seed``, one seed each, and ``per_class`` synthetic
+    features from it: the tuple `plot_projection` draws."""
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(np.unique(labels), size=classes, replace=False))
+    real = [np.flatnonzero(labels == c) for c in chosen]
+    seeds = bank[torch.as_tensor([rng.choice(x) for x in real], device=bank.device)]
+    seed_labels = torch.arange(classes, device=bank.device)
+    generated, generated_labels = hallucinate(seeds, seed_labels, per_class, generator,
+                                              torch.Generator(device=bank.device).manual_seed(seed))
+    real_features = bank[torch.as_tensor(np.concatenate(real), device=bank.device)]
+    real_labels = torch.cat([torch.full((len(x),), i) for i, x in enumerate(real)])
+    return real_features, real_labels, generated[classes:], generated_labels[classes:].cpu(), seeds

@@ -1,0 +1,77 @@
+"""`hallucinate report`, `eval --hallucinator calibration`, short real runs of every trainable hallucinator, and
+starting a run from another run's backbone (`init_from`)."""
+import json
+import math
+
+import pytest
+import torch
+
+from hallucinate import load
+from hallucinate.cli import main
+from hallucinate.model import build_classifier
+from hallucinate.pipeline import _load_backbone
+from hallucinate.training import CheckpointError, EpisodicConfig, load_checkpoint
+
+from tests.conftest import TINY
+
+
+def test_report_writes_markdown_and_pictures(tiny_gan_checkpoint, data_root, cache, capsys):
+    run_dir = tiny_gan_checkpoint.parent
+    assert main(["report", str(run_dir), "--episodes", "5", "--data-root", str(data_root), "--cache-dir", str(cache),
+                 "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == ["accuracy_vs_m.png", "projection.png", "report.md",
+                                                            "training.png"]
+    report = (run_dir / "report" / "report.md").read_text()
+    for heading in ("hallucination off | hallucination on | on - off (paired)", "**Verdict:**", "Fréchet distance",
+                    "| gan |", "| copy of the seed |", "| real (B) |", "## Accuracy against M"):
+        assert heading in report, heading
+    for png in ("training", "accuracy_vs_m", "projection"):
+        assert (run_dir / "report" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_folder_without_a_run_says_so(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no checkpoint.pt in" in capsys.readouterr().err
+
+
+def test_eval_with_distribution_calibration_fitted_on_the_train_split(tiny_gan_checkpoint, data_root, cache, capsys):
+    def run(*extra):
+        assert main(["eval", str(tiny_gan_checkpoint), "--episodes", "20", "--data-root", str(data_root),
+                     "--cache-dir", str(cache), "--no-progress", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    calibrated, off = run("--hallucinator", "calibration"), run("--no-hallucinate")
+    assert calibrated["hallucinate"] is True and off["hallucinate"] is False
+    assert calibrated["accuracy"] != off["accuracy"]  # same episodes, other support sets
+    assert run("--hallucinator", "calibration", "--n-synthetic", "0")["accuracy"] == off["accuracy"]
+
+
+@pytest.mark.parametrize("hallucinator", ["mlp", "gan", "analogy"])
+def test_short_run_of_each_trainable_hallucinator_stays_finite(hallucinator, omniglot, data_root, cache, tmp_path):
+    out = tmp_path / hallucinator
+    args = ["run", "pipelines/omniglot_protonet_gan.py", "--out", str(out), "--data-root", str(data_root),
+            "--cache-dir", str(cache), "--no-progress", "--set", "episodes=20", "--set", f"hallucinator={hallucinator}"]
+    assert main(args + [x for item in TINY for x in ("--set", item)]) == 0
+    rows = load_checkpoint(out / "checkpoint.pt")["metrics"]
+    losses = [value for row in rows for key, value in row.items() if key not in ("episode", "lr")]
+    assert len(rows) >= 3 and all(math.isfinite(value) for value in losses)
+    model = load(out / "checkpoint.pt")
+    support, labels = torch.rand(10, 64), torch.arange(5).repeat_interleave(2)
+    assert torch.isfinite(model.classify_features(support, labels, torch.rand(7, 64))).all()
+
+
+def test_calibration_cannot_be_trained(data_root, cache, tmp_path, capsys):
+    assert main(["run", "pipelines/omniglot_protonet.py", "--set", "hallucinator=calibration", "--out",
+                 str(tmp_path / "run"), "--data-root", str(data_root), "--cache-dir", str(cache)]) == 2
+    assert "training-free" in capsys.readouterr().err
+
+
+def test_init_from_loads_the_backbone_and_refuses_one_that_does_not_fit(tiny_gan_checkpoint):
+    model = build_classifier(EpisodicConfig())
+    _load_backbone(model, tiny_gan_checkpoint)
+    saved = load_checkpoint(tiny_gan_checkpoint)["best_model"]
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, saved[f"backbone.{name}"]), name
+    cifar = build_classifier(EpisodicConfig(dataset="cifar_fs", image_size=32))
+    with pytest.raises(CheckpointError, match="its backbone does not fit"):
+        _load_backbone(cifar, tiny_gan_checkpoint)
