@@ -124,3 +124,15 @@ def test_calibration_statistics_are_not_checkpointed():
 def test_functional_face_with_no_synthetic_examples_returns_the_inputs():
     features, labels = _support()
     assert hallucinate(features, labels, 0, generator=None) == (features, labels)
+
+
+def test_calibration_samples_from_a_singular_covariance():
+    """A feature that is always zero (a dead ReLU) gives a singular covariance when alpha is 0; sampling still works."""
+    features = torch.rand(40, 4, generator=torch.Generator().manual_seed(0))
+    features[:, 3] = 0
+    calibration = DistributionCalibration(feature_dim=4, k=1, alpha=0.0, tukey=1.0)
+    calibration.fit(features, torch.arange(4).repeat_interleave(10))
+    seeds = torch.rand(3, 4, generator=torch.Generator().manual_seed(1))
+    out, _ = calibration(seeds, torch.arange(3), 5, torch.Generator().manual_seed(0))
+    # No variance along feature 3: every sample sits at the calibrated mean there, (base mean 0 + seed) / 2.
+    assert torch.isfinite(out).all() and torch.allclose(out[3:, 3], (seeds[:, 3] / 2).repeat_interleave(5), atol=1e-5)

@@ -42,18 +42,29 @@ class CalibratedSampler(nn.Module):
 
     def calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The calibrated mean ``[n, D]`` and covariance ``[n, D, D]`` of each seed, in the transformed space."""
+        mean, covariance, which = self._calibrate(seed)
+        return mean, covariance[which]
+
+    def _calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Means ``[n, D]``; covariances ``[u, D, D]`` of the u distinct sets of nearest base classes (the seeds of
+        one class share theirs), and which of them each seed has ``[n]``."""
         if len(self.means) == 0:
             raise RuntimeError("distribution calibration has no base-class statistics: call fit(features, labels) "
                                "on base-class features first")
         transformed = tukey(seed, self.power)
-        nearest = torch.cdist(transformed, self.means).topk(self.k, largest=False).indices
+        nearest = torch.cdist(transformed, self.means).topk(self.k, largest=False).indices.sort(1).values
         mean = (self.means[nearest].sum(1) + transformed) / (self.k + 1)
-        covariance = self.covariances[nearest].mean(1) + self.alpha * torch.eye(self.feature_dim, device=seed.device)
-        return mean, covariance
+        sets, which = nearest.unique(dim=0, return_inverse=True)
+        covariance = self.covariances[sets].mean(1) + self.alpha * torch.eye(self.feature_dim, device=seed.device)
+        return mean, covariance, which
 
     def forward(self, seed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        mean, covariance = self.calibrate(seed)
-        sample = mean + (torch.linalg.cholesky(covariance) @ noise.unsqueeze(2)).squeeze(2)
+        mean, covariance, which = self._calibrate(seed)
+        # A symmetric square root, not Cholesky: with alpha = 0 a covariance of dead (always-zero) features is only
+        # positive semi-definite.
+        values, vectors = torch.linalg.eigh(covariance)
+        root = vectors * values.clamp_min(0).sqrt().unsqueeze(1)
+        sample = mean + (root[which] @ noise.unsqueeze(2)).squeeze(2)
         return tukey(sample, 1 / self.power)
 
     def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
