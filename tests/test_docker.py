@@ -1,5 +1,5 @@
 """What can be checked of the Docker image without a Docker engine: the Dockerfile parses, agrees with setup.py and
-the CLI, and the `docker run` lines in docs/docker.md (the README's proposed Docker section) agree with it."""
+the CLI, and the `docker run` lines in docs/docker.md (linked from the README's Docker section) agree with it."""
 import ast
 import fnmatch
 import json
