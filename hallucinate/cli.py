@@ -63,15 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args) -> dict:
+def _run(args) -> dict | None:
     from .pipeline import load_pipeline
     from .training import override
+    from .training.distributed import process_group, rank
 
     module = load_pipeline(args.pipeline)
     config = override(module.CONFIG, args.set)
     out = Path(args.out or Path("runs") / Path(args.pipeline).stem)
-    summary = module.run(config, out=out, resume=args.resume, data_root=args.data_root, cache_dir=args.cache_dir,
-                         device=args.device, progress=not args.no_progress)
+    with process_group(args.device) as device:  # one of several processes when torchrun started this one
+        summary = module.run(config, out=out, resume=args.resume, data_root=args.data_root, cache_dir=args.cache_dir,
+                             device=device, progress=not args.no_progress)
+        if rank() != 0:
+            return None  # rank 0 speaks for the run
     return {key: summary[key] for key in ("episodes", "best_val_accuracy", "best_episode")} | {"out": str(out)}
 
 
@@ -123,6 +127,7 @@ def _report(args) -> dict:
 
 def _export(args) -> dict:
     from .training import load_checkpoint, save_checkpoint
+    from .training.checkpoint import trained_episodes
 
     state = load_checkpoint(args.checkpoint)
     keep = ("config", "best_val_accuracy", "best_episode", "metrics")
@@ -130,19 +135,22 @@ def _export(args) -> dict:
     weights = {name: tensor for name, tensor in state["best_model"].items()
                if not name.startswith("hallucinator.critic.")}
     save_checkpoint(Path(args.output), {key: state[key] for key in keep} | {
-        "best_model": weights, "trained_episodes": state["sampler"]["next_episode"]})
+        "best_model": weights, "trained_episodes": trained_episodes(state)})
     return {"output": args.output, "bytes": Path(args.output).stat().st_size}
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data.store import StoreError
     from .training.checkpoint import CheckpointError
+    from .training.guard import NonFiniteLossError
 
     args = _parser().parse_args(argv)
     handler = {"run": _run, "eval": _eval, "report": _report, "ingest": _ingest, "export": _export}[args.command]
     try:
-        print(json.dumps(handler(args)))
-    except (ValueError, KeyError, FileNotFoundError, StoreError, CheckpointError) as error:
+        result = handler(args)
+        if result is not None:
+            print(json.dumps(result))
+    except (ValueError, KeyError, FileNotFoundError, StoreError, CheckpointError, NonFiniteLossError) as error:
         print(f"hallucinate {args.command}: error: {error.args[0] if isinstance(error, KeyError) else error}",
               file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ def plot_training(metrics: list[dict], path: Path, title: str = "") -> Path:
     plt = _pyplot()
     figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     train = [row for row in metrics if "classification" in row]
-    for name in sorted({key for row in train for key in row} - {"episode", "lr", "episodes_per_s", "accuracy"}):
+    not_losses = {"episode", "lr", "episodes_per_s", "accuracy", "skipped_steps"}
+    for name in sorted({key for row in train for key in row} - not_losses):
         loss_axis.plot([r["episode"] for r in train], [r[name] for r in train], label=name)
     val = [row for row in metrics if "val_accuracy" in row and "episode" in row]
     val_axis.errorbar([r["episode"] for r in val], [r["val_accuracy"] for r in val],

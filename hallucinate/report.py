@@ -27,6 +27,7 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     from .data.paths import cache_dir as resolve_cache
     from .device import resolve_device
     from .training import load_checkpoint
+    from .training.checkpoint import trained_episodes
 
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoint.pt"
@@ -42,7 +43,7 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     bank = feature_bank(model, test, device=device, precision="fp32", cache=resolve_cache(cache_dir),
                         progress=progress)
     hallucinator = config.hallucinator if model.hallucinator is not None else None
-    trained = state["sampler"]["next_episode"] if "sampler" in state else state.get("trained_episodes")
+    trained = trained_episodes(state) if "sampler" in state else state.get("trained_episodes")
 
     lines = [f"# Run report: {run_dir.name}", "",
              f"{config.learner} on {config.dataset} with the {hallucinator or 'no'} hallucinator"

@@ -27,6 +27,17 @@ def test_same_seed_same_episodes_and_resume_continues():
     assert a == b and a != c and resumed == a[4:]
 
 
+def test_ranks_take_turns_through_one_stream_of_episodes():
+    one = list(EpisodeSampler(LABELS, n_way=3, k_shot=1, q_query=2, episodes=8, seed=5))
+    ranks = [list(EpisodeSampler(LABELS, n_way=3, k_shot=1, q_query=2, episodes=4, seed=5, rank=r, world_size=2))
+             for r in range(2)]
+    assert [episode for step in zip(*ranks) for episode in step] == one
+    resumed = EpisodeSampler(LABELS, n_way=3, k_shot=1, q_query=2, episodes=4, seed=5, start=1, rank=1, world_size=2)
+    assert list(resumed) == ranks[1][1:]
+    with pytest.raises(ValueError, match="got rank 2 of 2"):
+        EpisodeSampler(LABELS, n_way=3, k_shot=1, q_query=2, episodes=4, rank=2, world_size=2)
+
+
 def test_collate_remaps_labels_and_keeps_class_ids():
     sampler = EpisodeSampler(LABELS, n_way=3, k_shot=2, q_query=1, episodes=1, seed=0)
     indices = next(iter(sampler))

@@ -14,10 +14,14 @@ class EpisodeSampler(Sampler[list[int]]):
 
     Episode ``e`` depends only on ``(seed, e)``: the same seed gives the same episodes, and a sampler started at
     ``start`` continues a run exactly where it stopped.
+
+    In distributed training, rank ``r`` of ``world_size`` yields episodes ``r``, ``r + world_size``, ...: at step
+    ``t`` the ranks together train on episodes ``t * world_size`` to ``t * world_size + world_size - 1`` of the one
+    stream, and ``episodes`` and ``start`` count steps.
     """
 
     def __init__(self, labels: Sequence[int], *, n_way: int, k_shot: int, q_query: int, episodes: int,
-                 seed: int = 0, start: int = 0):
+                 seed: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
         labels = np.asarray(labels)
         classes, counts = np.unique(labels, return_counts=True)
         if min(n_way, k_shot, q_query, episodes) < 1:
@@ -29,16 +33,19 @@ class EpisodeSampler(Sampler[list[int]]):
             smallest = classes[counts.argmin()]
             raise ValueError(f"asked for {k_shot} shots + {q_query} queries = {k_shot + q_query} images per class "
                              f"but class {smallest} has only {counts.min()}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.episodes, self.seed, self.start = episodes, seed, start
+        self.rank, self.world_size = rank, world_size
         self.members = [np.flatnonzero(labels == c) for c in classes]
 
     def __len__(self) -> int:
         return max(self.episodes - self.start, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for episode in range(self.start, self.episodes):
-            yield self.episode_indices(episode)
+        for step in range(self.start, self.episodes):
+            yield self.episode_indices(step * self.world_size + self.rank)
 
     def episode_indices(self, episode: int) -> list[int]:
         rng = np.random.default_rng([self.seed, episode])

@@ -102,6 +102,11 @@ def _unpickler_reason(message: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", message.splitlines()[0]).strip()
 
 
+def trained_episodes(state: dict) -> int:
+    """Episodes a training checkpoint's run has seen: one per process per step (`next_episode` counts steps)."""
+    return state["sampler"]["next_episode"] * state["sampler"].get("world_size", 1)
+
+
 def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -47,6 +47,7 @@ class EpisodicConfig:
     val_k_shot: int = 1
     checkpoint_every: int = 250
     log_every: int = 50
+    max_nonfinite_steps: int = 10  # consecutive steps with a NaN or inf loss (each skipped) before the run stops
     seed: int = 0
     num_workers: int = 1
     precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32" for the backbone
@@ -54,6 +55,14 @@ class EpisodicConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def changed_settings(saved: dict, config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The settings of ``config`` that differ from a checkpoint's ``saved`` ones, except ``ignore``. A setting the
+    checkpoint lacks (added to the code after it was written) counts as its default."""
+    defaults = type(config)().as_dict()
+    return [key for key, value in config.as_dict().items()
+            if key not in ignore and saved.get(key, defaults[key]) != value]
 
 
 def field_types(config_class) -> dict[str, type]:

@@ -15,8 +15,10 @@ from ..evaluation import evaluate
 from ..hallucinators import AnalogyHallucinator, anti_collapse, gradient_penalty, same_class_gap, sample_seeds
 from ..hallucinators.analogy import refill_bank
 from ..learners import PrototypicalNetworks, class_means, episode_loss
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import EpisodicConfig
+from .config import EpisodicConfig, changed_settings
+from .guard import SkipCounter, step_if
 
 
 def _write_json_atomic(path: Path, value) -> None:
@@ -30,15 +32,27 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     """Train ``model`` on ``config.episodes`` episodes of ``train_split``; validate on ``val_split`` every
     ``val_every`` episodes and keep the best weights; checkpoint every ``checkpoint_every`` episodes to
     ``out_dir/checkpoint.pt``; append metrics to ``out_dir/metrics.jsonl``; return (and write to
-    ``out_dir/metrics.json``) the run's summary."""
+    ``out_dir/metrics.json``) the run's summary. A step whose losses are NaN or inf changes no weight and is counted
+    (``skipped_steps``); ``config.max_nonfinite_steps`` of them in a row stop the run (`NonFiniteLossError`).
+
+    In a process group (torchrun; see `distributed`) each of the N ranks trains its own episode at each step and
+    the gradients are averaged, so ``config.episodes`` steps see N times as many episodes. Every rank validates
+    (the same weights on the same seeded episodes: the same result, in the time it would otherwise wait for rank 0),
+    and rank 0 alone writes files."""
+    rank, world = distributed.rank(), distributed.world_size()
+    writer = rank == 0
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
 
     model.to(device)
     if model.hallucinator is not None and not any(p.requires_grad for p in model.hallucinator.parameters()):
         raise ValueError(f"hallucinator {config.hallucinator!r} is training-free: train with hallucinator=none, then "
                          f"evaluate with `hallucinate eval CHECKPOINT --hallucinator {config.hallucinator}`")
+    if world > 1 and isinstance(model.hallucinator, AnalogyHallucinator):
+        raise ValueError("the analogy hallucinator banks pairs of each episode's features, so each rank's bank would "
+                         "hold its own episodes' and the ranks would differ: train it in one process")
     critic = getattr(model.hallucinator, "critic", None)
     # After mini-batch pre-training (Baseline, Baseline++) the backbone stays frozen and the episodes train the
     # hallucinator alone. Those learners fit a new head by SGD inside forward, which the hallucinator's gradient
@@ -54,11 +68,14 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
 
     start, history, best = 0, [], {"val_accuracy": -1.0, "episode": 0, "model": None}
     if resume:
-        state = load_checkpoint(checkpoint_path)
-        saved = {k: v for k, v in state["config"].items() if k != "episodes"}
-        if saved != {k: v for k, v in config.as_dict().items() if k != "episodes"}:
-            changed = [k for k in saved if saved[k] != config.as_dict().get(k)]
+        state = distributed.on_rank_zero(lambda: load_checkpoint(checkpoint_path))
+        changed = changed_settings(state["config"], config, ignore=("episodes",))
+        if changed:
             raise CheckpointError(f"cannot resume {checkpoint_path}: settings differ from the checkpoint's: {changed}")
+        trained_by = state["sampler"].get("world_size", 1)
+        if trained_by != world:  # another number of ranks would train on other episodes than an unbroken run
+            raise CheckpointError(f"cannot resume {checkpoint_path}: it was trained by {trained_by} process(es) and "
+                                  f"this run has {world}; resume it with as many (torchrun: nodes x processes each)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -69,33 +86,41 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
         start, history = state["sampler"]["next_episode"], state["metrics"]
         best = {"val_accuracy": state["best_val_accuracy"], "episode": state["best_episode"],
                 "model": state["best_model"]}
-        log_path.write_text("".join(json.dumps(row) + "\n" for row in history))
-    elif log_path.exists():
+        if writer:
+            log_path.write_text("".join(json.dumps(row) + "\n" for row in history))
+    elif writer and log_path.exists():
         log_path.unlink()
+    distributed.check_in_sync(model)
 
     sampler = EpisodeSampler(train_split.labels, n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query,
-                             episodes=config.episodes, seed=config.seed, start=start)
+                             episodes=config.episodes, seed=config.seed, start=start, rank=rank, world_size=world)
     loader = episode_loader(train_split, sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda")
     n_support = config.n_way * config.k_shot
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     sums: dict[str, torch.Tensor] = {}
+    nonfinite: dict[str, torch.Tensor] = {}  # how many times each loss was NaN or inf since the last log row
+    skips = SkipCounter(config.max_nonfinite_steps, device)
     steps = 0
     interval_start, run_start = time.perf_counter(), time.perf_counter()
 
     def checkpoint(episode: int) -> None:
+        distributed.check_in_sync(model)
+        if not writer:
+            return
         save_checkpoint(checkpoint_path, {
             "config": config.as_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "critic_optimizer": critic_optimizer.state_dict() if critic else None,
             "rng": {"hallucination": rng.get_state(), "torch": torch.get_rng_state()},
-            "sampler": {"seed": config.seed, "next_episode": episode}, "metrics": history,
+            "sampler": {"seed": config.seed, "next_episode": episode, "world_size": world}, "metrics": history,
             "best_val_accuracy": best["val_accuracy"], "best_episode": best["episode"],
             "best_model": best["model"] if best["model"] is not None else model.state_dict()})
 
     def record(row: dict) -> None:
         history.append(row)
-        with open(log_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if writer:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     def train_mode() -> None:
         model.train()
@@ -103,8 +128,11 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             model.backbone.eval()
 
     train_mode()
-    bar = tqdm(total=config.episodes, initial=start, desc="train", unit=" episodes", disable=not progress)
+    statistics = distributed.running_statistics(model) if world > 1 else []
+    bar = tqdm(total=config.episodes, initial=start, desc="train", unit=" episodes", disable=not (progress and writer))
     for episode_number, episode in enumerate(loader, start=start + 1):
+        if world > 1:  # this rank's episode number in the one stream (see EpisodeSampler) seeds its randomness
+            rng.manual_seed(distributed.episode_seed(config.seed, (episode_number - 1) * world + rank))
         episode = episode.to(device, non_blocking=True)
         images = torch.cat([episode.support, episode.query]).contiguous(memory_format=memory_format)
         with autocast(device, config.precision), torch.set_grad_enabled(not frozen):
@@ -143,7 +171,15 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
                 + config.anti_collapse_weight * losses["anti_collapse"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        # Gradients are averaged by hand rather than by DistributedDataParallel: this loop calls the backbone, the
+        # generator, the learner and the critic directly, where DDP averages only the backward of its wrapper's
+        # forward, and it steps two optimizers on two backward passes. One flat all-reduce per optimizer is what
+        # DDP would do with one bucket; its overlap of communication with the backward matters little for these
+        # small networks. The same all-reduce tells every rank whether any rank's loss was NaN or inf.
+        ok = torch.isfinite(loss)
+        if world > 1:
+            ok = distributed.all_reduce_gradients(main_parameters, ok, buffers=statistics)
+        step_if(ok, optimizer)
         scheduler.step()
 
         if critic:
@@ -151,24 +187,37 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             fake = fake.detach()
             losses["critic"] = critic(fake, condition).mean() - critic(real, condition).mean()
             losses["gradient_penalty"] = gradient_penalty(critic, real, fake, condition, rng)
+            critic_loss = losses["critic"] + config.gradient_penalty_weight * losses["gradient_penalty"]
             critic_optimizer.zero_grad(set_to_none=True)
-            (losses["critic"] + config.gradient_penalty_weight * losses["gradient_penalty"]).backward()
-            critic_optimizer.step()
+            critic_loss.backward()
+            critic_ok = torch.isfinite(critic_loss)
+            if world > 1:
+                critic_ok = distributed.all_reduce_gradients(critic.parameters(), critic_ok)
+            step_if(critic_ok, critic_optimizer)
+            ok = ok & critic_ok
+        skips.update(~ok, episode_number)
 
         losses["accuracy"] = (logits.argmax(1) == episode.query_labels).float().mean()
         for name, value in losses.items():
-            sums[name] = sums.get(name, 0) + value.detach()
+            finite = torch.isfinite(value.detach())
+            sums[name] = sums.get(name, 0) + torch.where(finite, value.detach(), 0)
+            nonfinite[name] = nonfinite.get(name, 0) + ~finite
         bar.update()
 
         steps += 1
         if episode_number % config.log_every == 0 or episode_number == config.episodes:
             now = time.perf_counter()
+            names, seen = list(sums), steps * world  # seen: episodes, over every rank
+            totals = distributed.sum_over_ranks(torch.stack([sums[name] for name in names])).tolist()
+            counts = distributed.sum_over_ranks(torch.stack([nonfinite[name] for name in names])).tolist()
             row = {"episode": episode_number, "lr": scheduler.get_last_lr()[0],
-                   **{name: float(total) / steps for name, total in sums.items()},
-                   "episodes_per_s": steps / (now - interval_start)}
+                   **{name: total / (seen - count) if count < seen else None
+                      for name, total, count in zip(names, totals, counts)},
+                   "episodes_per_s": seen / (now - interval_start), "skipped_steps": skips.take()}
             record(row)
-            bar.set_postfix(loss=f"{row['classification']:.3f}", acc=f"{row['accuracy']:.3f}")
-            sums, steps, interval_start = {}, 0, now
+            skips.check(dict(zip(names, counts)), episode_number - steps + 1, episode_number)
+            bar.set_postfix(loss=row["classification"], acc=row["accuracy"])
+            sums, nonfinite, steps, interval_start = {}, {}, 0, now
         if episode_number % config.val_every == 0 or episode_number == config.episodes:
             validation_start = time.perf_counter()
             if isinstance(model.hallucinator, AnalogyHallucinator):
@@ -191,5 +240,6 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     summary = {"config": config.as_dict(), "episodes": config.episodes, "best_val_accuracy": best["val_accuracy"],
                "best_episode": best["episode"], "wall_time_s_this_session": time.perf_counter() - run_start,
                "history": history}
-    _write_json_atomic(out_dir / "metrics.json", summary)
+    if writer:
+        _write_json_atomic(out_dir / "metrics.json", summary)
     return summary

@@ -14,7 +14,8 @@ from ..device import autocast
 from ..evaluation import evaluate
 from ..learners.finetune import HEADS, FineTuneClassifier
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import EpisodicConfig
+from .config import EpisodicConfig, changed_settings
+from .distributed import world_size
 from .episodic import _write_json_atomic
 
 
@@ -42,6 +43,11 @@ def pretrain_backbone(config: EpisodicConfig, model: nn.Module, train_split, val
     if not isinstance(model.learner, FineTuneClassifier):
         raise ValueError(f"pre-training fits the head its learner fits (learner 'baseline' or 'baseline_pp'); "
                          f"learner {config.learner!r} fits none")
+    if world_size() > 1:
+        raise ValueError(f"mini-batch pre-training (pretrain_epochs={config.pretrain_epochs}) runs in one process; "
+                         f"this one is 1 of {world_size()} started by torchrun. Pre-train with a plain `hallucinate "
+                         f"run`, then train the hallucinator on its backbone under torchrun with "
+                         f"--set init_from=RUN/checkpoint.pt")
     if len(train_split) < config.pretrain_batch_size:
         raise ValueError(f"pretrain_batch_size is {config.pretrain_batch_size} but the train split holds only "
                          f"{len(train_split)} images")
@@ -58,8 +64,7 @@ def pretrain_backbone(config: EpisodicConfig, model: nn.Module, train_split, val
         state = load_checkpoint(checkpoint_path)
         if "pretrain" not in state:
             raise CheckpointError(f"cannot resume {checkpoint_path}: it is not a pre-training checkpoint")
-        saved, current = state["config"], config.as_dict()
-        changed = [k for k in current if k not in ("pretrain_epochs", "episodes") and saved.get(k) != current[k]]
+        changed = changed_settings(state["config"], config, ignore=("pretrain_epochs", "episodes"))
         if changed:
             raise CheckpointError(f"cannot resume {checkpoint_path}: settings differ from the checkpoint's: {changed}")
         model.load_state_dict(state["model"])
