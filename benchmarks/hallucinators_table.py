@@ -9,7 +9,9 @@ calibration is training-free and is fitted here, on the none checkpoint's featur
 covariance offset alpha chosen on 200 validation episodes (5-way 1-shot) among ALPHAS: Yang et al.'s 0.21 was chosen
 for their WRN features and does not carry over to these. On the same
 episodes it evaluates none, each trained model with hallucination on and off, and none + calibration, with paired
-gains against none (and on - off for the trained ones). For ProtoNet it also measures each hallucinator's synthetic
+gains against none (and on - off for the trained ones). Where ``..._<learner>_1shot_conv4.pt`` exists (the
+hallucinators' own training recipe without a hallucinator, when it differs from the none pipeline's), it is evaluated
+too and each hallucinator's gain against it is reported as well. For ProtoNet it also measures each hallucinator's synthetic
 features (`hallucinate.evaluation.feature_quality`), draws the accuracy-versus-M curve at 5-way 1-shot and the
 feature projection. Missing checkpoints are reported as missing. Writes docs/<dataset>_hallucinators.json and the
 PNGs under docs/, and prints the Markdown tables of README.md.
@@ -66,6 +68,9 @@ def main() -> None:
         stem = f"{PREFIX[args.dataset]}_{learner}"
         paths = {h: Path(args.checkpoints) / f"{stem}{'' if h == 'none' else '_' + h}_conv4.pt"
                  for h in ["none", *TRAINED]}
+        control = Path(args.checkpoints) / f"{stem}_1shot_conv4.pt"
+        if control.is_file():
+            paths["none_1shot_recipe"] = control
         missing = [str(path) for path in paths.values() if not path.is_file()]
         models = {h: hallucinate.load(path) for h, path in paths.items() if path.is_file()}
         if "none" in models:
@@ -80,6 +85,9 @@ def main() -> None:
             row = {"learner": learner, "n_way": n_way, "k_shot": k_shot, "missing": missing}
             none = run("none", False) if "none" in models else None
             row["none"] = none.as_dict() if none else None
+            same_recipe = run("none_1shot_recipe", False) if "none_1shot_recipe" in models else None
+            if same_recipe:
+                row["none_1shot_recipe"] = same_recipe.as_dict()
             for h in [*TRAINED, "calibration"]:
                 if h not in models:
                     continue
@@ -87,6 +95,8 @@ def main() -> None:
                 cell = {"on": on.as_dict()}
                 if none:
                     cell["on_minus_none"] = paired_gain(on, none)
+                if same_recipe:
+                    cell["on_minus_none_1shot_recipe"] = paired_gain(on, same_recipe)
                 if h != "calibration":
                     off = run(h, False)
                     cell |= {"off": off.as_dict(), "on_minus_off": paired_gain(on, off)}
@@ -97,6 +107,8 @@ def main() -> None:
             continue
         labels = np.asarray(test.labels)
         for h, model in models.items():
+            if h == "none_1shot_recipe":
+                continue
             generator = CopySeed() if h == "none" else model.hallucinator.generator
             quality[h if h != "none" else "copy of the seed (none)"] = feature_quality(generator, banks[h], labels,
                                                                                         seed=args.seed).as_dict()
@@ -155,6 +167,16 @@ def _print_tables(args, rows, quality) -> None:
                  for h in names]
         print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | {cell(row['none'])} | "
               + " | ".join(cells) + " |")
+    if any("none_1shot_recipe" in row for row in rows):
+        print("\nAgainst the hallucinators' own recipe without a hallucinator (gain vs it, paired):\n")
+        print("| learner | setting | none, same recipe | " + " | ".join(names) + " |")
+        print("| --- | --- | --- | " + " | ".join("---" for _ in names) + " |")
+        for row in rows:
+            if "none_1shot_recipe" in row:
+                print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | "
+                      f"{cell(row['none_1shot_recipe'])} | "
+                      + " | ".join(gain(row[h]["on_minus_none_1shot_recipe"]) if h in row else "—" for h in names)
+                      + " |")
     print("\n| learner | setting | " + " | ".join(f"{h} on - off" for h in TRAINED) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in TRAINED) + " |")
     for row in rows:
