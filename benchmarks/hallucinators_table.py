@@ -11,9 +11,9 @@ for their WRN features and does not carry over to these. On the same
 episodes it evaluates none, each trained model with hallucination on and off, and none + calibration, with paired
 gains against none (and on - off for the trained ones). Where ``..._<learner>_1shot_conv4.pt`` exists (the
 hallucinators' own training recipe without a hallucinator, when it differs from the none pipeline's), it is evaluated
-too and each hallucinator's gain against it is reported as well. For ProtoNet it also measures each hallucinator's synthetic
-features (`hallucinate.evaluation.feature_quality`), draws the accuracy-versus-M curve at 5-way 1-shot and the
-feature projection. Missing checkpoints are reported as missing. Writes docs/<dataset>_hallucinators.json and the
+too and each trained hallucinator's gain against it is reported as well. For ProtoNet it also measures each
+hallucinator's synthetic features (`hallucinate.evaluation.feature_quality`), draws the accuracy-versus-M curve at
+5-way 1-shot and the feature projection. Missing checkpoints are reported as missing. Writes docs/<dataset>_hallucinators.json and the
 PNGs under docs/, and prints the Markdown tables of README.md.
 """
 import argparse
@@ -95,7 +95,7 @@ def main() -> None:
                 cell = {"on": on.as_dict()}
                 if none:
                     cell["on_minus_none"] = paired_gain(on, none)
-                if same_recipe:
+                if same_recipe and h != "calibration":  # calibration runs on the none model: another backbone
                     cell["on_minus_none_1shot_recipe"] = paired_gain(on, same_recipe)
                 if h != "calibration":
                     off = run(h, False)
@@ -175,7 +175,7 @@ def _print_tables(args, rows, quality) -> None:
             if "none_1shot_recipe" in row:
                 print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | "
                       f"{cell(row['none_1shot_recipe'])} | "
-                      + " | ".join(gain(row[h]["on_minus_none_1shot_recipe"]) if h in row else "—" for h in names)
+                      + " | ".join(gain(row[h].get("on_minus_none_1shot_recipe")) if h in row else "—" for h in names)
                       + " |")
     print("\n| learner | setting | " + " | ".join(f"{h} on - off" for h in TRAINED) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in TRAINED) + " |")
