@@ -135,7 +135,7 @@ def _export(args) -> dict:
     weights = {name: tensor for name, tensor in state["best_model"].items()
                if not name.startswith("hallucinator.critic.")}
     save_checkpoint(Path(args.output), {key: state[key] for key in keep} | {
-        "best_model": weights, "trained_episodes": trained_episodes(state)})
+        "best_model": weights, "trained_episodes": trained_episodes(state)}, keep_previous=False)
     return {"output": args.output, "bytes": Path(args.output).stat().st_size}
 
 

@@ -55,6 +55,8 @@ def test_export_keeps_what_load_needs(tiny_gan_checkpoint, tmp_path, capsys):
     for name, tensor in full.items():
         if not name.startswith("hallucinator.critic."):
             assert torch.equal(tensor, small[name]), name
+    assert main(["export", str(tiny_gan_checkpoint), str(tmp_path / "small.pt")]) == 0  # over it: no .prev kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.pt"]
 
 
 def test_load_refuses_weights_that_do_not_fit_the_config(tiny_gan_checkpoint, tmp_path):

@@ -25,9 +25,10 @@ def previous_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.prev")
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict, *, keep_previous: bool = True) -> None:
     """Write to a temporary file, flush it to disk, then rename over ``path``: a crash or a full disk mid-write
-    leaves the previous checkpoint as it was. The checkpoint replaced stays as ``<name>.prev``."""
+    leaves the previous checkpoint as it was. The checkpoint replaced stays as ``<name>.prev`` (unless
+    ``keep_previous`` is false: a released file has no use for one)."""
     path = Path(path)
     _remove_abandoned_partials(path)
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
@@ -43,7 +44,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
             raise _write_error(error.__context__, path) from error
         except OSError as error:
             raise _write_error(error, path) from error
-        if path.is_file():
+        if keep_previous and path.is_file():
             _keep_previous(path)
         os.replace(partial, path)
     finally:
