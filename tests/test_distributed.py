@@ -73,7 +73,18 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
-def test_one_step_of_two_ranks_is_one_step_on_the_mean_of_their_two_episodes(omniglot, data_root, cache, tmp_path):
+@pytest.fixture
+def one_thread():
+    """The ranks compute on one thread each; the single-process reference must too, or its reductions run in
+    another order (pytest's own process has as many threads as cores unless OMP_NUM_THREADS says otherwise)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_one_step_of_two_ranks_is_one_step_on_the_mean_of_their_two_episodes(omniglot, data_root, cache, tmp_path,
+                                                                           one_thread):
     settings = TINY + ["episodes=1", "precision=fp32"]
     out = tmp_path / "run"
     _two_ranks([_run_args("pipelines/omniglot_protonet.py", out, data_root, cache, settings)], tmp_path)
