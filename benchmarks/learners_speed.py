@@ -79,15 +79,11 @@ import random
 import sys
 import tempfile
 import traceback
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from easyfsl.methods import MatchingNetworks, PrototypicalNetworks, RelationNetworks
-from easyfsl.samplers import TaskSampler
 from easyfsl.utils import evaluate_on_one_task
-from PIL import Image
 from tqdm import tqdm
 
 import hallucinate
@@ -102,6 +98,8 @@ from hallucinate.model import build_classifier
 from hallucinate.pipeline import load_pipeline, run_episodic
 from hallucinate.training import EpisodicConfig
 from hallucinate.training.pretrain import pretrain_backbone
+
+from easyfsl_peer import PEER_WORKERS, OmniglotFolder, cpu_model, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 VARIANTS = {"matching_fce": ("matching", {"matching_fce": True})}  # row name -> (pipeline learner, changes)
@@ -134,19 +132,8 @@ rows_wanted = [name for name in ROWS if name in args.learners]
 
 TRAIN = dict(n_way=20, k_shot=1, q_query=5)
 TEST = dict(n_way=5, k_shot=1, q_query=15)
-PEER_WORKERS = 2
 device = torch.device("cpu")
 walls: dict[str, float] = {"imports": time.perf_counter() - START}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 print(f"command: {' '.join([sys.executable, *sys.argv])}")
@@ -192,49 +179,10 @@ test_split = store.split("test")
 workdir = tempfile.TemporaryDirectory(prefix="learners-speed-")
 peer_rows = [row for row in rows_wanted if row in PEERS]
 
-# easyfsl reads PNGs from a folder: extract the characters the train and test splits use (rotations are applied
-# when an image is read, since the release holds each character once).
+# easyfsl reads PNGs from a folder.
 png_root = Path(workdir.name) / "png"
 if peer_rows:
-    characters = {line.rsplit("/", 1)[0] for lines in split_lines.values() for line in lines}
-    for archive_name in ("images_background.zip", "images_evaluation.zip"):
-        with zipfile.ZipFile(omniglot / archive_name) as archive:
-            for member in archive.infolist():
-                parts = member.filename.split("/")
-                if len(parts) == 4 and parts[3].endswith(".png") and f"{parts[1]}/{parts[2]}" in characters:
-                    target = png_root / parts[1] / parts[2] / parts[3]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(archive.read(member))
-
-
-class OmniglotFolder(torch.utils.data.Dataset):
-    """A Vinyals split (character x rotation classes) read from PNG files, one file opened per item, as an
-    easyfsl user's folder dataset does; images prepared like hallucinate's store (strokes bright, 28x28 Lanczos)."""
-
-    def __init__(self, root: Path, lines: list[str], image_size: int = 28):
-        self.items, self.labels, self.image_size = [], [], image_size
-        for label, line in enumerate(lines):
-            character, rotation = line.rsplit("/", 1)
-            for path in sorted((root / character).glob("*.png")):
-                self.items.append((path, int(rotation.removeprefix("rot"))))
-                self.labels.append(label)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, angle = self.items[index]
-        with Image.open(path) as image:
-            image = image.convert("L").rotate(angle).resize((self.image_size, self.image_size),
-                                                            Image.Resampling.LANCZOS)
-        array = 255 - np.asarray(image, dtype=np.uint8)
-        return torch.from_numpy(array).float().div_(255).unsqueeze(0), self.labels[index]
-
-    def get_labels(self) -> list[int]:
-        return self.labels
-
-
-if peer_rows:
+    extract_omniglot_pngs(omniglot, split_lines, png_root)
     peer_train = OmniglotFolder(png_root, split_lines["train"])
     peer_test = OmniglotFolder(png_root, split_lines["test"])
     if (len(peer_train), len(peer_test)) != (len(store.split("train")), len(test_split)):
@@ -244,21 +192,6 @@ walls["setup"] = time.perf_counter() - t
 print(f"data: store {store.path} ({len(store.split('train'))} train / {len(test_split)} test images)"
       + (f"; the same images as PNGs extracted to {png_root} for easyfsl" if peer_rows else "")
       + f" ({walls['setup']:.1f} s)")
-
-
-def task_sampler(dataset, n_way: int, k_shot: int, q_query: int, tasks: int) -> TaskSampler:
-    # easyfsl 1.5.0's TaskSampler calls Sampler.__init__(data_source=None), which torch >= 2.2 rejects.
-    original = torch.utils.data.Sampler.__init__
-    torch.utils.data.Sampler.__init__ = lambda self, data_source=None: None
-    try:
-        return TaskSampler(dataset, n_way=n_way, n_shot=k_shot, n_query=q_query, n_tasks=tasks)
-    finally:
-        torch.utils.data.Sampler.__init__ = original
-
-
-def task_loader(dataset, sampler: TaskSampler):
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=PEER_WORKERS,
-                                       collate_fn=sampler.episodic_collate_fn)
 
 
 def peer_model(row: str) -> tuple[torch.nn.Module, object]:

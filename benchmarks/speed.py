@@ -44,15 +44,11 @@ import platform
 import random
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from easyfsl.methods import PrototypicalNetworks
-from easyfsl.samplers import TaskSampler
 from easyfsl.utils import evaluate_on_one_task
-from PIL import Image
 from tqdm import tqdm
 
 import hallucinate
@@ -63,6 +59,8 @@ from hallucinate.device import bf16_supported
 from hallucinate.evaluation import embed_split, evaluate
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
+
+from easyfsl_peer import PEER_WORKERS, OmniglotFolder, cpu_model, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
 
 # ---------------------------------------------------------------------------------------------------------- settings
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,19 +77,8 @@ if min(args.train_episodes, args.warmup_episodes, args.eval_episodes, args.peer_
 
 TRAIN = dict(n_way=60, k_shot=5, q_query=5)
 TEST = dict(n_way=5, k_shot=1, q_query=15)
-PEER_WORKERS = 2
 device = torch.device("cpu")
 walls: dict[str, float] = {"imports": time.perf_counter() - START}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 print(f"command: {' '.join([sys.executable, *sys.argv])}")
@@ -109,46 +96,13 @@ omniglot = data_root(args.data_root) / "omniglot"
 split_lines = {name: (omniglot / "splits" / "vinyals" / f"{name}.txt").read_text().split()
                for name in ("train", "test")}
 
-# easyfsl reads PNGs from a folder: extract the characters the train and test splits use (rotations are applied
-# when an image is read, since the release holds each character once).
+# easyfsl reads PNGs from a folder.
 workdir = tempfile.TemporaryDirectory(prefix="speed-benchmark-")
 png_root = Path(workdir.name)
-characters = {line.rsplit("/", 1)[0] for lines in split_lines.values() for line in lines}
-for archive_name in ("images_background.zip", "images_evaluation.zip"):
-    with zipfile.ZipFile(omniglot / archive_name) as archive:
-        for member in archive.infolist():
-            parts = member.filename.split("/")
-            if len(parts) == 4 and parts[3].endswith(".png") and f"{parts[1]}/{parts[2]}" in characters:
-                target = png_root / parts[1] / parts[2] / parts[3]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.read(member))
+extract_omniglot_pngs(omniglot, split_lines, png_root)
 
 
-class OmniglotFolder(torch.utils.data.Dataset):
-    """A Vinyals split (character x rotation classes) read from PNG files, one file opened per item, as an
-    easyfsl user's folder dataset does; images prepared like hallucinate's store (strokes bright, 28x28 Lanczos)."""
 
-    def __init__(self, root: Path, lines: list[str], image_size: int = 28):
-        self.items, self.labels, self.image_size = [], [], image_size
-        for label, line in enumerate(lines):
-            character, rotation = line.rsplit("/", 1)
-            for path in sorted((root / character).glob("*.png")):
-                self.items.append((path, int(rotation.removeprefix("rot"))))
-                self.labels.append(label)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, angle = self.items[index]
-        with Image.open(path) as image:
-            image = image.convert("L").rotate(angle).resize((self.image_size, self.image_size),
-                                                            Image.Resampling.LANCZOS)
-        array = 255 - np.asarray(image, dtype=np.uint8)
-        return torch.from_numpy(array).float().div_(255).unsqueeze(0), self.labels[index]
-
-    def get_labels(self) -> list[int]:
-        return self.labels
 
 
 peer_train, peer_test = OmniglotFolder(png_root, split_lines["train"]), OmniglotFolder(png_root, split_lines["test"])
@@ -156,21 +110,6 @@ walls["setup"] = time.perf_counter() - t
 print(f"data: {len(peer_train)} train / {len(peer_test)} test images from PNGs extracted to {png_root} for easyfsl "
       f"({walls['setup']:.1f} s)")
 
-
-
-def task_sampler(dataset, n_way: int, k_shot: int, q_query: int, tasks: int) -> TaskSampler:
-    # easyfsl 1.5.0's TaskSampler calls Sampler.__init__(data_source=None), which torch >= 2.2 rejects.
-    original = torch.utils.data.Sampler.__init__
-    torch.utils.data.Sampler.__init__ = lambda self, data_source=None: None
-    try:
-        return TaskSampler(dataset, n_way=n_way, n_shot=k_shot, n_query=q_query, n_tasks=tasks)
-    finally:
-        torch.utils.data.Sampler.__init__ = original
-
-
-def task_loader(dataset, sampler: TaskSampler):
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=PEER_WORKERS,
-                                       collate_fn=sampler.episodic_collate_fn)
 
 
 warmup, total_train = args.warmup_episodes, args.warmup_episodes + args.train_episodes
