@@ -69,6 +69,8 @@ def analogy_loss(generator: AnalogyGenerator, grouped: torch.Tensor) -> torch.Te
 
 
 class AnalogyHallucinator(Hallucinator):
+    per_process_state = True  # each process would bank its own episodes' pairs
+
     def __init__(self, *, feature_dim: int, hidden: int = 256, bank_size: int = 512, analogy_weight: float = 1.0):
         super().__init__()
         self.generator = AnalogyGenerator(feature_dim, hidden, bank_size)
@@ -79,6 +81,10 @@ class AnalogyHallucinator(Hallucinator):
         weighted analogy loss. Called by the training loop before it hallucinates."""
         self.generator.remember(within_class_pairs(grouped).flatten(0, 1))
         return {"analogy": self.analogy_weight * analogy_loss(self.generator, grouped)}
+
+    def before_validation(self, model: nn.Module, base_split, *, seed: int, device: torch.device,
+                          precision: str) -> None:
+        refill_bank(model, base_split, seed=seed, device=device, precision=precision)
 
 
 def refill_bank(model, split, *, seed: int, device: torch.device, precision: str = "fp32") -> None:

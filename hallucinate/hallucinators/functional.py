@@ -42,6 +42,14 @@ class Hallucinator(nn.Module):
     """The module face: owns ``self.generator`` (and whatever trains it) and hallucinates with it when called."""
 
     generator: Generator
+    # True when the hallucinator holds state that each training process would fill from its own episodes (the
+    # analogy bank), so that ranks under torchrun would drift apart: such a hallucinator trains in one process.
+    per_process_state = False
+
+    def before_validation(self, model: nn.Module, base_split, *, seed: int, device: torch.device,
+                          precision: str) -> None:
+        """Called by the training loop before each validation, with the model in training mode: a hallucinator
+        that keeps features seen in training refreshes them here. Nothing to do for most."""
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, n_per_class: int,
                 rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

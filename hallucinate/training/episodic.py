@@ -1,7 +1,5 @@
 """Episodic training of a few-shot classifier, with its hallucinator trained jointly (and adversarially when it has
 a critic): one loop, both optimizers in sight."""
-import json
-import os
 import time
 from pathlib import Path
 
@@ -12,19 +10,13 @@ from tqdm import tqdm
 from ..data.sampler import EpisodeSampler, episode_loader
 from ..device import autocast
 from ..evaluation import evaluate
-from ..hallucinators import AnalogyHallucinator, anti_collapse, gradient_penalty, same_class_gap, sample_seeds
-from ..hallucinators.analogy import refill_bank
+from ..hallucinators import anti_collapse, gradient_penalty, same_class_gap, sample_seeds
 from ..learners import PrototypicalNetworks, class_means, episode_loss
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import EpisodicConfig, changed_settings
+from .checkpoint import CheckpointError, save_checkpoint
+from .config import EpisodicConfig
 from .guard import SkipCounter, step_if
-
-
-def _write_json_atomic(path: Path, value) -> None:
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(partial, path)
+from .run_files import append_row, best_so_far, load_for_resume, restart_log, write_json_atomic
 
 
 def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_split, *, out_dir: Path,
@@ -50,9 +42,10 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     if model.hallucinator is not None and not any(p.requires_grad for p in model.hallucinator.parameters()):
         raise ValueError(f"hallucinator {config.hallucinator!r} is training-free: train with hallucinator=none, then "
                          f"evaluate with `hallucinate eval CHECKPOINT --hallucinator {config.hallucinator}`")
-    if world > 1 and isinstance(model.hallucinator, AnalogyHallucinator):
-        raise ValueError("the analogy hallucinator banks pairs of each episode's features, so each rank's bank would "
-                         "hold its own episodes' and the ranks would differ: train it in one process")
+    if world > 1 and model.hallucinator is not None and model.hallucinator.per_process_state:
+        raise ValueError(f"the {config.hallucinator} hallucinator keeps features of the episodes it trains on, so "
+                         f"each rank's would hold its own episodes' and the ranks would differ: train it in one "
+                         f"process")
     critic = getattr(model.hallucinator, "critic", None)
     # After mini-batch pre-training (Baseline, Baseline++) the backbone stays frozen and the episodes train the
     # hallucinator alone. Those learners fit a new head by SGD inside forward, which the hallucinator's gradient
@@ -68,10 +61,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
 
     start, history, best = 0, [], {"val_accuracy": -1.0, "episode": 0, "model": None}
     if resume:
-        state = distributed.on_rank_zero(lambda: load_checkpoint(checkpoint_path))
-        changed = changed_settings(state["config"], config, ignore=("episodes",))
-        if changed:
-            raise CheckpointError(f"cannot resume {checkpoint_path}: settings differ from the checkpoint's: {changed}")
+        state = distributed.on_rank_zero(lambda: load_for_resume(checkpoint_path, config, ignore=("episodes",)))
         trained_by = state["sampler"].get("world_size", 1)
         if trained_by != world:  # another number of ranks would train on other episodes than an unbroken run
             raise CheckpointError(f"cannot resume {checkpoint_path}: it was trained by {trained_by} process(es) and "
@@ -83,13 +73,9 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             critic_optimizer.load_state_dict(state["critic_optimizer"])
         rng.set_state(state["rng"]["hallucination"])
         torch.set_rng_state(state["rng"]["torch"])
-        start, history = state["sampler"]["next_episode"], state["metrics"]
-        best = {"val_accuracy": state["best_val_accuracy"], "episode": state["best_episode"],
-                "model": state["best_model"]}
-        if writer:
-            log_path.write_text("".join(json.dumps(row) + "\n" for row in history))
-    elif writer and log_path.exists():
-        log_path.unlink()
+        start, history, best = state["sampler"]["next_episode"], state["metrics"], best_so_far(state)
+    if writer:
+        restart_log(log_path, history)
     distributed.check_in_sync(model)
 
     sampler = EpisodeSampler(train_split.labels, n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query,
@@ -119,8 +105,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     def record(row: dict) -> None:
         history.append(row)
         if writer:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(log_path, row)
 
     def train_mode() -> None:
         model.train()
@@ -220,9 +205,9 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             sums, nonfinite, steps, interval_start = {}, {}, 0, now
         if episode_number % config.val_every == 0 or episode_number == config.episodes:
             validation_start = time.perf_counter()
-            if isinstance(model.hallucinator, AnalogyHallucinator):
-                refill_bank(model, train_split, seed=config.seed + episode_number, device=device,
-                            precision=config.precision)
+            if model.hallucinator is not None:
+                model.hallucinator.before_validation(model, train_split, seed=config.seed + episode_number,
+                                                     device=device, precision=config.precision)
             result = evaluate(model, val_split, n_way=config.val_n_way, k_shot=config.val_k_shot,
                               episodes=config.val_episodes, seed=config.seed, device=device,
                               precision=config.precision)
@@ -241,5 +226,5 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
                "best_episode": best["episode"], "wall_time_s_this_session": time.perf_counter() - run_start,
                "history": history}
     if writer:
-        _write_json_atomic(out_dir / "metrics.json", summary)
+        write_json_atomic(out_dir / "metrics.json", summary)
     return summary

@@ -1,7 +1,6 @@
 """Baseline / Baseline++ pre-training (Chen et al. 2019): the backbone and a classifier over every base class, trained
 on ordinary shuffled mini-batches. Each epoch ends with the episodic validation the finished model is tested with:
 its learner fits a new classifier on every episode's support features."""
-import json
 import time
 from pathlib import Path
 
@@ -13,10 +12,10 @@ from tqdm import tqdm
 from ..device import autocast
 from ..evaluation import evaluate
 from ..learners.finetune import HEADS, FineTuneClassifier
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import EpisodicConfig, changed_settings
+from .checkpoint import CheckpointError, save_checkpoint
+from .config import EpisodicConfig
 from .distributed import world_size
-from .episodic import _write_json_atomic
+from .run_files import append_row, best_so_far, load_for_resume, restart_log, write_json_atomic
 
 
 def collate_batch(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,24 +58,17 @@ def pretrain_backbone(config: EpisodicConfig, model: nn.Module, train_split, val
     head = HEADS[model.learner.head](model.backbone.out_dim, int(np.max(train_split.labels)) + 1).to(device)
     optimizer = torch.optim.Adam([*model.backbone.parameters(), *head.parameters()], lr=config.lr)
 
-    start, history, best = 0, [], {"val_accuracy": -1.0, "epoch": 0, "model": None}
+    start, history, best = 0, [], {"val_accuracy": -1.0, "episode": 0, "model": None}  # "episode": here an epoch
     if resume:
-        state = load_checkpoint(checkpoint_path)
+        state = load_for_resume(checkpoint_path, config, ignore=("pretrain_epochs", "episodes"))
         if "pretrain" not in state:
             raise CheckpointError(f"cannot resume {checkpoint_path}: it is not a pre-training checkpoint")
-        changed = changed_settings(state["config"], config, ignore=("pretrain_epochs", "episodes"))
-        if changed:
-            raise CheckpointError(f"cannot resume {checkpoint_path}: settings differ from the checkpoint's: {changed}")
         model.load_state_dict(state["model"])
         head.load_state_dict(state["pretrain"]["head"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
-        start, history = state["pretrain"]["next_epoch"], state["metrics"]
-        best = {"val_accuracy": state["best_val_accuracy"], "epoch": state["best_episode"],
-                "model": state["best_model"]}
-        log_path.write_text("".join(json.dumps(row) + "\n" for row in history))
-    elif log_path.exists():
-        log_path.unlink()
+        start, history, best = state["pretrain"]["next_epoch"], state["metrics"], best_so_far(state)
+    restart_log(log_path, history)
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     batches = len(train_split) // config.pretrain_batch_size
@@ -109,23 +101,22 @@ def pretrain_backbone(config: EpisodicConfig, model: nn.Module, train_split, val
         row = {"pretrain_epoch": epoch + 1, "loss": float(loss_sum) / seen, "accuracy": float(correct) / seen,
                "val_accuracy": result.accuracy, "val_ci95": result.ci95, "images_per_s": images_per_s}
         history.append(row)
-        with open(log_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(log_path, row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{result.accuracy:.2f}")
         if result.accuracy > best["val_accuracy"]:
-            best = {"val_accuracy": result.accuracy, "epoch": epoch + 1,
+            best = {"val_accuracy": result.accuracy, "episode": epoch + 1,
                     "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         save_checkpoint(checkpoint_path, {
             "config": config.as_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state()}, "sampler": {"seed": config.seed, "next_episode": 0},
-            "metrics": history, "best_val_accuracy": best["val_accuracy"], "best_episode": best["epoch"],
+            "metrics": history, "best_val_accuracy": best["val_accuracy"], "best_episode": best["episode"],
             "best_model": best["model"],
             "pretrain": {"next_epoch": epoch + 1, "head": head.state_dict(),
                          "complete": epoch + 1 == config.pretrain_epochs}})
     bar.close()
 
     summary = {"config": config.as_dict(), "episodes": 0, "pretrain_epochs": config.pretrain_epochs,
-               "best_val_accuracy": best["val_accuracy"], "best_episode": best["epoch"],
+               "best_val_accuracy": best["val_accuracy"], "best_episode": best["episode"],
                "wall_time_s_this_session": time.perf_counter() - run_start, "history": history}
-    _write_json_atomic(out_dir / "metrics.json", summary)
+    write_json_atomic(out_dir / "metrics.json", summary)
     return summary
