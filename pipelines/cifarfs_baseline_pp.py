@@ -7,7 +7,7 @@ passes of SGD over the support set in mini-batches of 4). After each epoch, 300 
 
 Chen et al. trained Baseline++ for 400 epochs of batch size 16 on mini-ImageNet (200 on CUB, where 400 overfit);
 CIFAR-FS is not in their paper. 400 epochs of its 32,000 base images would take days on 2 CPU cores: we train 15
-(17-34 minutes at the 236-461 images/s the shipped Baseline++ run logged on one thread, plus a validation per epoch),
+(13-34 minutes at the 236-619 images/s the shipped Baseline++ run logged on one thread, plus a validation per epoch),
 a starting point, not a tuned schedule. Augmentation "cifar_crop_flip" (pad to 40, random 32x32 crop, horizontal flip), Chen et al.'s
 random crops and flips: a 64-way classifier over 500 images per class is the setting where pre-training overfits."""
 from hallucinate.pipeline import run_episodic

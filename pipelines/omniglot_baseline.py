@@ -5,8 +5,8 @@ over the support set in mini-batches of 4). After each epoch, 300 20-way 1-shot 
 the same way and the best weights are kept.
 
 Chen et al.'s code trains Baseline and Baseline++ on Omniglot for 5 epochs of batch size 16, without augmentation; so
-do we. Each epoch's images per second are in the run's metrics.jsonl: the shipped 2-epoch run logged 285-310 on one
-thread of a shared 2-core machine, at which 5 epochs of 82,240 images take 22-24 minutes.
+do we. Each epoch's images per second are in the run's metrics.jsonl: the shipped 2-epoch runs logged 147-331 on one
+thread of a shared 2-core machine, at which 5 epochs of 82,240 images take 21-47 minutes.
 No augmentation ("omniglot_affine" exists): Chen et al. use none on Omniglot, nor does the ProtoNet pipeline, and
 5 epochs show each image only 5 times (the shipped Baseline++ run's training accuracy after one epoch: 3%), far from
 overfitting."""
