@@ -52,9 +52,12 @@ def test_short_run_of_each_trainable_hallucinator_stays_finite(hallucinator, omn
     args = ["run", "pipelines/omniglot_protonet_gan.py", "--out", str(out), "--data-root", str(data_root),
             "--cache-dir", str(cache), "--no-progress", "--set", "episodes=20", "--set", f"hallucinator={hallucinator}"]
     assert main(args + [x for item in TINY for x in ("--set", item)]) == 0
-    rows = load_checkpoint(out / "checkpoint.pt")["metrics"]
+    state = load_checkpoint(out / "checkpoint.pt")
+    rows = state["metrics"]
     losses = [value for row in rows for key, value in row.items() if key not in ("episode", "lr")]
     assert len(rows) >= 3 and all(math.isfinite(value) for value in losses)
+    if hallucinator == "analogy":  # 20 episodes banked 5 x (1 + 2) pairs each; the one validation refilled all 512
+        assert state["model"]["hallucinator.generator.banked"] == 20 * 15 + 512
     model = load(out / "checkpoint.pt")
     support, labels = torch.rand(10, 64), torch.arange(5).repeat_interleave(2)
     assert torch.isfinite(model.classify_features(support, labels, torch.rand(7, 64))).all()
