@@ -3,6 +3,7 @@
     python benchmarks/learners_table.py --dataset omniglot [--episodes 1000] [--learners protonet matching ...]
     python benchmarks/learners_table.py --dataset cifar_fs
     python benchmarks/learners_table.py --learners baseline_pp --settings 5x1 20x1   # a part of the table
+    python benchmarks/learners_table.py --dataset omniglot --merge docs/omniglot_learners_*.json  # parts, one table
 
 For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator) and
 ``..._<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
@@ -10,7 +11,8 @@ same episodes (same seed, 15 queries per class): the plain checkpoint, the GAN c
 on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
 hallucinator bought). A missing checkpoint is reported as missing, never left out silently; a setting a checkpoint
 cannot run (MAML's head is fixed to the way count it was trained with) is reported with the reason.
-Writes docs/<dataset>_learners.json and prints the Markdown table of README.md.
+Writes docs/<dataset>_learners.json and prints the Markdown table of README.md. With ``--merge`` it evaluates
+nothing: it prints one table from the rows of earlier runs' JSON files (which must share episodes and seed).
 """
 import argparse
 import json
@@ -58,7 +60,11 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--cache-dir")
     parser.add_argument("--out")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print one table from these runs' outputs")
     args = parser.parse_args()
+    if args.merge:
+        merge(parser, args)
+        return
     settings = SETTINGS[args.dataset]
     if args.settings:
         chosen = [tuple(int(x) for x in text.split("x")) for text in args.settings]
@@ -96,6 +102,17 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items()}), flush=True)
 
+    print_table(args.dataset, args.episodes, args.seed, rows)
+    out = Path(args.out or f"docs/{args.dataset}_learners.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                                   "rows": rows}, indent=2) + "\n")
+    os.replace(partial, out)
+    print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
+
+
+def print_table(dataset: str, episodes: int, seed: int, rows: list[dict]) -> None:
     def cell(value):
         if value is None:
             return "not trained"
@@ -104,24 +121,40 @@ def main() -> None:
     def gain(value):
         return "—" if value is None else f"{value[0]:+.2f} ± {value[1]:.2f}"
 
-    print(f"\n{args.dataset}: {args.episodes} test episodes per cell, 15 queries per class, seed {args.seed}\n")
+    print(f"\n{dataset}: {episodes} test episodes per cell, 15 queries per class, seed {seed}\n")
     print("| learner | setting | published | no hallucinator | GAN-trained, off | GAN-trained, on | on - off | "
           "on - no hallucinator |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        index = SETTINGS[args.dataset].index((row["n_way"], row["k_shot"]))
-        published = PUBLISHED[args.dataset].get(row["learner"])
+        index = SETTINGS[dataset].index((row["n_way"], row["k_shot"]))
+        published = PUBLISHED[dataset].get(row["learner"])
         print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | "
               f"{published[index] if published else '—'} | {cell(row.get('plain'))} | {cell(row.get('off'))} | "
               f"{cell(row.get('on'))} | {gain(row.get('gain_on_minus_off'))} | "
               f"{gain(row.get('gain_on_minus_plain'))} |")
-    out = Path(args.out or f"docs/{args.dataset}_learners.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "rows": rows}, indent=2) + "\n")
-    os.replace(partial, out)
-    print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
+
+
+def merge(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One table from several runs' JSON outputs, in `LEARNERS` order, then `SETTINGS` order. A cell measured by two
+    of them is taken from the later file, and the output says so; runs on other episodes or seeds are refused."""
+    runs = {path: json.loads(Path(path).read_text()) for path in args.merge}
+    if len({(run["episodes"], run["seed"]) for run in runs.values()}) > 1:
+        parser.error("--merge: the runs used different episode counts or seeds: "
+                     + ", ".join(f"{path}: {run['episodes']} episodes, seed {run['seed']}" for path, run in runs.items()))
+    cells = {}
+    for path, run in runs.items():
+        for row in run["rows"]:
+            key = (row["learner"], row["n_way"], row["k_shot"])
+            if (row["n_way"], row["k_shot"]) not in SETTINGS[args.dataset]:
+                parser.error(f"--merge: {path} has a {key[1]}-way {key[2]}-shot row, not a {args.dataset} setting")
+            if key in cells:
+                print(f"{key[0]} {key[1]}-way {key[2]}-shot: from {path}, replacing {cells[key][0]}'s")
+            cells[key] = (path, row)
+    order = {learner: i for i, learner in enumerate(LEARNERS)}
+    keys = sorted(cells, key=lambda key: (order.get(key[0], len(order)), SETTINGS[args.dataset].index(key[1:])))
+    print("commands: " + "; ".join(run["command"] for run in runs.values()))
+    (episodes, seed), = {(run["episodes"], run["seed"]) for run in runs.values()}
+    print_table(args.dataset, episodes, seed, [cells[key][1] for key in keys])
 
 
 if __name__ == "__main__":
