@@ -28,6 +28,11 @@ class Episode:
     def pin_memory(self) -> "Episode":
         return Episode(*(t.pin_memory() for t in self._tensors()))
 
+    def record_stream(self, stream) -> None:
+        """Mark every tensor as used by CUDA ``stream`` (see `torch.Tensor.record_stream`)."""
+        for t in self._tensors():
+            t.record_stream(stream)
+
     def _tensors(self):
         return (self.support, self.support_labels, self.query, self.query_labels, self.class_ids)
 

@@ -5,13 +5,14 @@ the test runs without a GPU; test_gpu.py checks the same steps on CUDA with ``to
 which also sees syncs made inside torch's C++ code."""
 import sys
 from collections import Counter
+from collections.abc import Callable
 
-import numpy as np
 import pytest
 import torch
 
 from hallucinate.model import build_classifier
 from hallucinate.training import EpisodicConfig, train_episodic
+from tests.conftest import Enough, NoiseSplit
 
 READS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "__complex__", "__array__")
 # Modules whose reads are of host tensors on a GPU run too, so they do not sync: Adam's step count (kept on the host
@@ -25,61 +26,45 @@ HALLUCINATORS = ("none", "mlp", "gan", "analogy")
 CASES = [(learner, hallucinator) for learner in LEARNERS for hallucinator in HALLUCINATORS
          if not (learner == "baseline_pp" and hallucinator == "none")]
 STEPS, N_WAY, K_SHOT, Q_QUERY = 3, 3, 1, 2
+EPISODE_ITEMS = N_WAY * (K_SHOT + Q_QUERY)
 
 
-class Enough(Exception):
-    pass
-
-
-class NoiseSplit:
-    """Random 28x28 "images", four of each of six classes; asking for more than ``items`` of them raises `Enough`,
-    which stops a run between two steps, before any log, validation or checkpoint."""
-
-    def __init__(self, items: int):
-        self.labels = [c for c in range(6) for _ in range(4)]
-        self.images = np.random.default_rng(0).integers(0, 256, (len(self.labels), 28, 28, 1), dtype=np.uint8)
-        self.served, self.items = 0, items
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        self.served += 1
-        if self.served > self.items:
-            raise Enough
-        return self.images[index], self.labels[index]
-
-
-def _count_reads(monkeypatch) -> Counter:
-    """Count each read of a tensor back to the host from now on, by read and by the line that made it."""
-    reads = Counter()
+def _count_reads(monkeypatch) -> tuple[Counter, Callable[[], None]]:
+    """Each read of a tensor back to the host, by read and by the line that made it, counted once ``start`` is
+    called."""
+    reads, started = Counter(), []
     for name in READS:
         original = getattr(torch.Tensor, name)
 
         def counted(self, *args, _original=original, _name=name, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if not any(reader in caller for reader in HOST_READERS):
+            if started and not any(reader in caller for reader in HOST_READERS):
                 reads[f"{_name} at {caller}:{sys._getframe(1).f_lineno}"] += 1
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    return reads
+    return reads, lambda: started.append(True)
 
 
-def _train_steps(learner: str, hallucinator: str, tmp_path, monkeypatch) -> Counter:
-    """The reads made by the first `STEPS` steps of a run that logs, validates and checkpoints later."""
+def train_until_enough(learner: str, hallucinator: str, split: NoiseSplit, *, device: torch.device, out_dir) -> None:
+    """Train on ``split`` until it raises `Enough`, in a run that would log, validate and checkpoint later."""
     config = EpisodicConfig(learner=learner, backbone=LEARNERS[learner], hallucinator=hallucinator, n_way=N_WAY,
                             k_shot=K_SHOT, q_query=Q_QUERY, n_synthetic=2, episodes=100, log_every=1000,
                             val_every=1000, checkpoint_every=1000, num_workers=0, hallucinator_hidden=16,
                             critic_hidden=16, pretrain_epochs=int(learner == "baseline_pp"))
     torch.manual_seed(0)
     model = build_classifier(config)
-    split = NoiseSplit(STEPS * N_WAY * (K_SHOT + Q_QUERY))
-    reads = _count_reads(monkeypatch)
     with pytest.raises(Enough):
-        train_episodic(config, model, split, split, out_dir=tmp_path, device=torch.device("cpu"), progress=False)
+        train_episodic(config, model, split, split, out_dir=out_dir, device=device, progress=False)
+
+
+def _train_steps(learner: str, hallucinator: str, tmp_path, monkeypatch) -> Counter:
+    """The reads made by the first `STEPS` steps (from the first episode's loading on)."""
+    reads, start = _count_reads(monkeypatch)
+    split = NoiseSplit(STEPS * EPISODE_ITEMS, on_first_item=start)
+    train_until_enough(learner, hallucinator, split, device=torch.device("cpu"), out_dir=tmp_path)
     monkeypatch.undo()
-    assert split.served > STEPS * N_WAY * (K_SHOT + Q_QUERY)  # every step ran
+    assert split.served > STEPS * EPISODE_ITEMS  # every step ran
     return reads
 
 

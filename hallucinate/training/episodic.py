@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..data.prefetch import DevicePrefetcher
 from ..data.sampler import EpisodeSampler, episode_loader
 from ..device import autocast
 from ..evaluation import evaluate
@@ -47,6 +48,8 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
 
     model.to(device)
+    if device.type == "cuda":  # episodes have one shape for the whole run: cuDNN picks its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     if model.hallucinator is not None and not any(p.requires_grad for p in model.hallucinator.parameters()):
         raise ValueError(f"hallucinator {config.hallucinator!r} is training-free: train with hallucinator=none, then "
                          f"evaluate with `hallucinate eval CHECKPOINT --hallucinator {config.hallucinator}`")
@@ -133,10 +136,9 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     # Nothing in a step reads a tensor back to the host (no .item(), no `if tensor`, the number of ways passed, not
     # read from the labels), so on a GPU the host queues step after step without waiting; the metrics are read every
     # log_every steps. tests/test_step_sync.py holds every learner and hallucinator to it.
-    for episode_number, episode in enumerate(loader, start=start + 1):
+    for episode_number, episode in enumerate(DevicePrefetcher(loader, device), start=start + 1):
         if world > 1:  # this rank's episode number in the one stream (see EpisodeSampler) seeds its randomness
             rng.manual_seed(distributed.episode_seed(config.seed, (episode_number - 1) * world + rank))
-        episode = episode.to(device, non_blocking=True)
         images = torch.cat([episode.support, episode.query]).contiguous(memory_format=memory_format)
         with autocast(device, config.precision), torch.set_grad_enabled(not frozen):
             features = model.embed(images).float()
