@@ -15,8 +15,11 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA GPU of compute capability 8.0 or more (ROCm GPUs all
+    do), a CPU with oneDNN's bf16. Not `torch.cuda.is_bf16_supported()`, which also says yes on older GPUs that
+    only emulate bf16, slower than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

@@ -28,5 +28,17 @@ class Episode:
     def pin_memory(self) -> "Episode":
         return Episode(*(t.pin_memory() for t in self._tensors()))
 
+    def record_stream(self, stream) -> None:
+        """Mark every tensor as used by CUDA ``stream`` (see `torch.Tensor.record_stream`)."""
+        for t in self._tensors():
+            t.record_stream(stream)
+
     def _tensors(self):
         return (self.support, self.support_labels, self.query, self.query_labels, self.class_ids)
+
+
+def ways(labels: torch.Tensor, n_way: int | None = None) -> int:
+    """The number of classes of labels ``0..N-1``: ``n_way`` when the caller knows it, else read from the labels,
+    which makes the host wait for the device (on a GPU, a sync that stalls its queue of work; the training loop
+    passes ``n_way`` so that its steps have none)."""
+    return int(labels.max()) + 1 if n_way is None else n_way

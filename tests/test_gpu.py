@@ -4,8 +4,11 @@ import torch
 
 from hallucinate import load
 from hallucinate.cli import main
+from hallucinate.data.prefetch import DevicePrefetcher
+from hallucinate.data.sampler import EpisodeSampler, episode_loader
 from hallucinate.evaluation import evaluate
-from tests.conftest import TINY
+from tests.conftest import TINY, NoiseSplit
+from tests.test_step_sync import CASES, EPISODE_ITEMS, STEPS, train_until_enough
 
 
 @pytest.mark.gpu
@@ -21,3 +24,41 @@ def test_training_and_evaluation_run_on_cuda(omniglot, data_root, cache, tmp_pat
     hallucinating = evaluate(load(tmp_path / "checkpoint.pt", device="cuda"), test, device=torch.device("cuda"),
                              **settings | {"hallucinate": True})
     assert 0 < hallucinating.accuracy <= 100
+
+
+@pytest.mark.parametrize(("learner", "hallucinator"), CASES)
+@pytest.mark.gpu
+def test_cuda_training_steps_never_wait_for_the_device(learner, hallucinator, tmp_path):
+    """`torch.cuda.set_sync_debug_mode` raises at any sync, the ones inside torch's C++ code included (a read of a
+    tensor, a data-dependent shape, a blocking copy), from the first episode's loading to the last step."""
+    split = NoiseSplit((STEPS + 1) * EPISODE_ITEMS, on_first_item=lambda: torch.cuda.set_sync_debug_mode("error"))
+    try:  # the prefetcher loads episode t + 1 before step t: STEPS + 1 episodes make STEPS steps
+        train_until_enough(learner, hallucinator, split, device=torch.device("cuda"), out_dir=tmp_path)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert split.served > (STEPS + 1) * EPISODE_ITEMS
+    assert torch.backends.cudnn.benchmark
+
+
+@pytest.mark.gpu
+def test_prefetched_episodes_are_the_loaders_bit_for_bit():
+    """Each episode is read on the training stream after a long kernel there, and dropped before it is read: the
+    reads see the episode the loader made, not the next copies that the side stream writes meanwhile (they would,
+    were the stream waits or the allocator's record of the training stream's use missing)."""
+    def loader():
+        split = NoiseSplit(items=10**6)
+        sampler = EpisodeSampler(split.labels, n_way=3, k_shot=1, q_query=2, episodes=20, seed=0)
+        return episode_loader(split, sampler, pin_memory=True)
+
+    device = torch.device("cuda")
+    busy, seen = torch.randn(4096, 4096, device=device), []
+    for episode in DevicePrefetcher(loader(), device):
+        assert {t.device.type for t in episode._tensors()} == {"cuda"}
+        for _ in range(5):
+            busy = torch.nn.functional.normalize(busy @ busy)
+        seen.append(torch.cat([t.flatten().double() for t in episode._tensors()]))
+        del episode
+    torch.cuda.synchronize()
+    expected = [torch.cat([t.flatten().double() for t in episode._tensors()]) for episode in loader()]
+    assert len(seen) == len(expected) == 20
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(seen, expected))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hallucinate.hallucinators import (HALLUCINATORS, AnalogyHallucinator, DistributionCalibration, analogy_loss,
-                                       hallucinate)
+                                       hallucinate, sample_seeds)
 from hallucinate.hallucinators.calibration import tukey
 from hallucinate.training import EpisodicConfig
 
@@ -112,13 +112,24 @@ def test_analogy_bank_is_a_ring_buffer_carried_by_the_state_dict():
     hallucinator.generator.remember(torch.arange(24.0).reshape(6, 4))
     assert int(hallucinator.generator.banked) == 6
     assert hallucinator.generator.bank[:, 0].tolist() == [16.0, 20.0, 8.0, 12.0]  # rows 4, 5 overwrote 0, 1
-    copy = AnalogyHallucinator(feature_dim=2, hidden=8, bank_size=4)
-    copy.load_state_dict(hallucinator.state_dict())
-    assert torch.equal(copy.generator.bank, hallucinator.generator.bank)
+    copy = torch.nn.ModuleDict({"hallucinator": AnalogyHallucinator(feature_dim=2, hidden=8, bank_size=4)})
+    copy.load_state_dict({f"hallucinator.{name}": value for name, value in hallucinator.state_dict().items()})
+    assert torch.equal(copy.hallucinator.generator.bank, hallucinator.generator.bank)
+    # The host's copy of the count (draws and writes read it without a sync) comes back with the buffer.
+    assert copy.hallucinator.generator.banked_count == 6
+    copy.hallucinator.generator.remember(torch.full((1, 4), -1.0))
+    assert copy.hallucinator.generator.bank[:, 0].tolist() == [16.0, 20.0, -1.0, 12.0]
+    assert int(copy.hallucinator.generator.banked) == copy.hallucinator.generator.banked_count == 7
 
 
 def test_calibration_statistics_are_not_checkpointed():
     assert list(DistributionCalibration(feature_dim=DIM).state_dict()) == []
+
+
+def test_seeds_drawn_with_the_number_of_classes_given_are_those_read_from_the_labels():
+    _, labels = _support()
+    given = sample_seeds(labels, 4, torch.Generator().manual_seed(0), n_way=3)
+    assert torch.equal(given, sample_seeds(labels, 4, torch.Generator().manual_seed(0)))
 
 
 def test_functional_face_with_no_synthetic_examples_returns_the_inputs():

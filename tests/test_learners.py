@@ -45,6 +45,13 @@ def test_forward_is_pure_and_the_same_without_grad(name):
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
+def test_the_number_of_ways_passed_gives_the_logits_read_from_the_labels(name):
+    support, labels, query, _ = _episode()
+    learner = _learner(name)
+    assert torch.equal(learner(support, labels, query, n_way=N_WAY), learner(support, labels, query))
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
 def test_gradients_reach_every_trainable_part(name):
     learner = _learner(name).train()
     support, labels, query, query_labels = _episode()

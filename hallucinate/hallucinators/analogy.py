@@ -25,13 +25,17 @@ class AnalogyGenerator(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         self.register_buffer("bank", torch.zeros(bank_size, 2 * feature_dim))
         self.register_buffer("banked", torch.zeros((), dtype=torch.long))  # pairs written so far (ring buffer)
+        # ... and the same count on the host, where each draw and each write needs it: reading the buffer there would
+        # make every training step wait for the device. Loading a state dict sets it from the buffer.
+        self.banked_count = 0
+        self.register_load_state_dict_post_hook(_count_from_buffer)
 
     def forward(self, seed: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         a, b = pair.split(self.feature_dim, dim=1)
         return seed + (b - a) + self.net(torch.cat([seed, pair], dim=1))
 
     def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
-        filled = min(int(self.banked), len(self.bank))
+        filled = min(self.banked_count, len(self.bank))
         if filled == 0:
             raise RuntimeError("the analogy hallucinator's bank of base-class pairs is empty: train it first "
                                "(episodic training fills the bank)")
@@ -41,9 +45,14 @@ class AnalogyGenerator(nn.Module):
     @torch.no_grad()
     def remember(self, pairs: torch.Tensor) -> None:
         """Write ``pairs`` ``[n, 2 * feature_dim]`` into the bank, oldest first out."""
-        slots = (int(self.banked) + torch.arange(len(pairs), device=pairs.device)) % len(self.bank)
+        slots = (self.banked_count + torch.arange(len(pairs), device=pairs.device)) % len(self.bank)
         self.bank[slots] = pairs.to(self.bank.dtype)
         self.banked += len(pairs)
+        self.banked_count += len(pairs)
+
+
+def _count_from_buffer(generator: AnalogyGenerator, incompatible_keys) -> None:
+    generator.banked_count = int(generator.banked)
 
 
 def within_class_pairs(grouped: torch.Tensor) -> torch.Tensor:

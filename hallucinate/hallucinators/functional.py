@@ -8,6 +8,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ..episode import ways
+
 
 class Generator(Protocol):
     def __call__(self, seeds: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
@@ -15,11 +17,12 @@ class Generator(Protocol):
     def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor: ...
 
 
-def sample_seeds(labels: torch.Tensor, n_per_class: int, rng: torch.Generator | None = None) -> torch.Tensor:
+def sample_seeds(labels: torch.Tensor, n_per_class: int, rng: torch.Generator | None = None, *,
+                 n_way: int | None = None) -> torch.Tensor:
     """Indices of ``n_per_class`` seed examples per class (drawn with replacement among the class's examples),
-    class 0's first, then class 1's, and so on."""
-    n_way = int(labels.max()) + 1
-    members = nn.functional.one_hot(labels, n_way).T.float()
+    class 0's first, then class 1's, and so on. ``n_way``: the number of classes, when the caller knows it (else it
+    is read from ``labels``, a sync on a GPU)."""
+    members = nn.functional.one_hot(labels, ways(labels, n_way)).T.float()
     return torch.multinomial(members, n_per_class, replacement=True, generator=rng).flatten()
 
 

@@ -1,4 +1,6 @@
-"""Learners: ``forward(support, support_labels, query) -> logits [n_query, n_way]``, pure on every call.
+"""Learners: ``forward(support, support_labels, query) -> logits [n_query, n_way]``, pure on every call. A caller
+that knows the episode's number of ways passes it too, ``forward(..., n_way=N)``; otherwise the learner reads it from
+the labels, which on a GPU makes the host wait for the device (the training loop passes it, so its steps never wait).
 
 ``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, config) -> learner``: ``feature_shape`` is what
 the backbone's flat features unflatten to, ``config`` the run's settings (each builder reads its own fields).

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from ..episode import ways
+
 
 def cosine_scale(n_classes: int) -> float:
     """CloserLookFewShot's ``distLinear`` scale: 2 for up to 200 classes, 10 above (Omniglot's 4112 base classes)."""
@@ -72,8 +74,9 @@ class FineTuneClassifier(nn.Module):
             raise ValueError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
         self.head, self.passes, self.lr, self.batch_size, self.seed = head, passes, lr, batch_size, seed
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        n_way = int(support_labels.max()) + 1
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
+        n_way = ways(support_labels, n_way)
         scale = cosine_scale(n_way)
         generator = torch.Generator().manual_seed(self.seed)
         with torch.no_grad(), torch.autocast(support.device.type, enabled=False):

@@ -12,6 +12,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..backbones.conv4 import Conv4
+from ..episode import ways
 
 
 class MAML(nn.Module):
@@ -41,11 +42,12 @@ class MAML(nn.Module):
         last = self.network[-1] if isinstance(self.network, nn.Sequential) else self.network
         return last.out_features
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("MAML adapts by gradient descent inside forward, which torch.inference_mode() forbids; "
                                "evaluate it under torch.no_grad() instead")
-        n_way = int(support_labels.max()) + 1
+        n_way = ways(support_labels, n_way)
         differentiable = torch.is_grad_enabled()  # training: the outer loss backpropagates through the inner loop
         params = {name: p for name, p in self.network.named_parameters() if p.requires_grad}
         if not differentiable:

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from ..episode import ways
+
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``[n, D], [m, D] -> [n, m]``."""
@@ -63,12 +65,12 @@ class MatchingNetworks(nn.Module):
         self.support_context = SupportContext(feature_dim) if full_context else None
         self.query_context = QueryContext(feature_dim, processing_steps) if full_context else None
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
         if self.support_context is not None:
             support = self.support_context(support)
             query = self.query_context(query, support)
-        return attention_log_probabilities(query, support, support_labels, int(support_labels.max()) + 1,
-                                           self.scale)
+        return attention_log_probabilities(query, support, support_labels, ways(support_labels, n_way), self.scale)
 
 
 def matching(*, feature_shape: tuple[int, ...], config) -> MatchingNetworks:

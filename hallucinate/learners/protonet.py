@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from ..episode import ways
+
 
 def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``[n, D], [m, D] -> [n, m]``."""
@@ -15,9 +17,9 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> tor
 
 
 class PrototypicalNetworks(nn.Module):
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        n_way = int(support_labels.max()) + 1
-        return -squared_euclidean(query, class_means(support, support_labels, n_way))
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
+        return -squared_euclidean(query, class_means(support, support_labels, ways(support_labels, n_way)))
 
 
 def protonet(*, feature_shape: tuple[int, ...], config) -> PrototypicalNetworks:

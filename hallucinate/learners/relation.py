@@ -3,6 +3,7 @@ concatenated along the channels; trained by mean squared error against one-hot t
 import torch
 from torch import nn
 
+from ..episode import ways
 from .protonet import class_means
 
 
@@ -39,8 +40,9 @@ class RelationNetworks(nn.Module):
         self.feature_shape = tuple(feature_shape)
         self.relation = RelationModule(self.feature_shape, hidden)
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        n_way = int(support_labels.max()) + 1
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
+        n_way = ways(support_labels, n_way)
         classes = class_means(support, support_labels, n_way).unflatten(1, self.feature_shape)
         queries = query.unflatten(1, self.feature_shape)
         n_query = len(queries)

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from ..episode import ways
 from .protonet import class_means
 
 
@@ -20,16 +21,16 @@ class SiameseNetworks(nn.Module):
         super().__init__()
         self.distance = nn.Linear(feature_dim, 1)
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
+                n_way: int | None = None) -> torch.Tensor:
         pair_log_odds = self.distance((query.unsqueeze(1) - support.unsqueeze(0)).abs()).squeeze(2)
-        n_way = int(support_labels.max()) + 1
-        return class_means(pair_log_odds.T, support_labels, n_way).T
+        return class_means(pair_log_odds.T, support_labels, ways(support_labels, n_way)).T
 
     @staticmethod
     def loss(log_odds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         n_way = log_odds.shape[1]
         targets = nn.functional.one_hot(labels, n_way).to(log_odds.dtype)
-        positive_weight = torch.tensor(float(n_way - 1), device=log_odds.device)
+        positive_weight = log_odds.new_full((), n_way - 1)  # torch.tensor(..., device=) would copy and sync
         return nn.functional.binary_cross_entropy_with_logits(log_odds, targets, pos_weight=positive_weight)
 
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..data.prefetch import DevicePrefetcher
 from ..data.sampler import EpisodeSampler, episode_loader
 from ..device import autocast
 from ..evaluation import evaluate
@@ -39,6 +40,8 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     checkpoint_path, log_path = out_dir / "checkpoint.pt", out_dir / "metrics.jsonl"
 
     model.to(device)
+    if device.type == "cuda":  # episodes have one shape for the whole run: cuDNN picks its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     if model.hallucinator is not None and not any(p.requires_grad for p in model.hallucinator.parameters()):
         raise ValueError(f"hallucinator {config.hallucinator!r} is training-free: train with hallucinator=none, then "
                          f"evaluate with `hallucinate eval CHECKPOINT --hallucinator {config.hallucinator}`")
@@ -115,10 +118,12 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     train_mode()
     statistics = distributed.running_statistics(model) if world > 1 else []
     bar = tqdm(total=config.episodes, initial=start, desc="train", unit=" episodes", disable=not (progress and writer))
-    for episode_number, episode in enumerate(loader, start=start + 1):
+    # Nothing in a step reads a tensor back to the host (no .item(), no `if tensor`, the number of ways passed, not
+    # read from the labels), so on a GPU the host queues step after step without waiting; the metrics are read every
+    # log_every steps. tests/test_step_sync.py holds every learner and hallucinator to it.
+    for episode_number, episode in enumerate(DevicePrefetcher(loader, device), start=start + 1):
         if world > 1:  # this rank's episode number in the one stream (see EpisodeSampler) seeds its randomness
             rng.manual_seed(distributed.episode_seed(config.seed, (episode_number - 1) * world + rank))
-        episode = episode.to(device, non_blocking=True)
         images = torch.cat([episode.support, episode.query]).contiguous(memory_format=memory_format)
         with autocast(device, config.precision), torch.set_grad_enabled(not frozen):
             features = model.embed(images).float()
@@ -133,7 +138,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             if hasattr(model.hallucinator, "observe"):  # a hallucinator with its own loss on the real features
                 auxiliary = model.hallucinator.observe(real)
                 losses.update(auxiliary)
-            seeds = sample_seeds(support_labels, config.n_synthetic, rng)
+            seeds = sample_seeds(support_labels, config.n_synthetic, rng, n_way=config.n_way)
             noise = generator.sample_noise(len(seeds), support, rng)
             synthetic = generator(support[seeds], noise)
             if critic:
@@ -148,7 +153,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             support = torch.cat([support, synthetic])
             support_labels = torch.cat([support_labels, support_labels[seeds]])
 
-        logits = episode_learner(support, support_labels, query)
+        logits = episode_learner(support, support_labels, query, n_way=config.n_way)
         losses["classification"] = episode_loss(episode_learner, logits, episode.query_labels)
         loss = losses["classification"] + sum(auxiliary.values())
         if critic:
@@ -168,7 +173,7 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
         scheduler.step()
 
         if critic:
-            real = query.detach()[sample_seeds(episode.query_labels, config.n_synthetic, rng)]
+            real = query.detach()[sample_seeds(episode.query_labels, config.n_synthetic, rng, n_way=config.n_way)]
             fake = fake.detach()
             losses["critic"] = critic(fake, condition).mean() - critic(real, condition).mean()
             losses["gradient_penalty"] = gradient_penalty(critic, real, fake, condition, rng)
