@@ -1,5 +1,5 @@
 """What can be checked of the Docker image without a Docker engine: the Dockerfile parses, agrees with setup.py and
-the CLI, and the `docker run` lines in docs/docker.md (linked from the README's Docker section) agree with it."""
+the CLI, and the `docker run` lines in docs/docker.md and README.md agree with it."""
 import ast
 import fnmatch
 import json
@@ -165,19 +165,19 @@ _DOCKER_RUN_FLAGS = {"--rm", "-it", "-i", "-t", "-d"}
 
 
 def _commands(text: str) -> list[list[str]]:
-    """The shell commands of the ```bash blocks, continuations joined, as words."""
+    """The shell commands of the ```bash blocks, continuations joined, as words (comments dropped)."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for command in block.replace("\\\n", " ").splitlines():
-            if command.strip():
-                commands.append(shlex.split(command))
+            if words := shlex.split(command, comments=True):
+                commands.append(words)
     return commands
 
 
 def _docker_runs() -> list[tuple[dict[str, list[str]], str, list[str]]]:
-    """``(options, image, hallucinate arguments)`` of every `docker run` in docs/docker.md."""
+    """``(options, image, hallucinate arguments)`` of every `docker run` in docs/docker.md and README.md."""
     runs = []
-    for words in _commands(DOCS.read_text()):
+    for words in _commands(DOCS.read_text()) + _commands((REPO / "README.md").read_text()):
         if words[:2] != ["docker", "run"]:
             continue
         options, rest = {}, words[2:]
