@@ -134,28 +134,38 @@ def print_table(dataset: str, episodes: int, seed: int, rows: list[dict]) -> Non
               f"{gain(row.get('gain_on_minus_plain'))} |")
 
 
-def merge(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """One table from several runs' JSON outputs, in `LEARNERS` order, then `SETTINGS` order. A cell measured by two
-    of them is taken from the later file, and the output says so; runs on other episodes or seeds are refused."""
-    runs = {path: json.loads(Path(path).read_text()) for path in args.merge}
+def merged_cells(dataset: str, paths: list[str]) -> tuple[dict, int, int]:
+    """The rows of several runs' JSON outputs by (learner, n_way, k_shot), with the runs' episodes and seed. A cell
+    measured by two of them is taken from the later file, and a message says so; runs on other episodes or seeds, or
+    with another data set's settings, are refused with ValueError."""
+    runs = {path: json.loads(Path(path).read_text()) for path in paths}
     if len({(run["episodes"], run["seed"]) for run in runs.values()}) > 1:
-        parser.error("--merge: the runs used different episode counts or seeds: "
-                     + ", ".join(f"{path}: {run['episodes']} episodes, seed {run['seed']}" for path, run in runs.items()))
+        raise ValueError("the runs used different episode counts or seeds: "
+                         + ", ".join(f"{path}: {run['episodes']} episodes, seed {run['seed']}"
+                                     for path, run in runs.items()))
     cells = {}
     for path, run in runs.items():
         for row in run["rows"]:
             key = (row["learner"], row["n_way"], row["k_shot"])
-            if (row["n_way"], row["k_shot"]) not in SETTINGS[args.dataset]:
-                parser.error(f"--merge: {path} has a {key[1]}-way {key[2]}-shot row, not a {args.dataset} setting")
+            if (row["n_way"], row["k_shot"]) not in SETTINGS[dataset]:
+                raise ValueError(f"{path} has a {key[1]}-way {key[2]}-shot row, not a {dataset} setting")
             if key in cells:
                 print(f"{key[0]} {key[1]}-way {key[2]}-shot: from {path}, replacing {cells[key][0]}'s")
             cells[key] = (path, row)
+    (episodes, seed), = {(run["episodes"], run["seed"]) for run in runs.values()}
+    print("commands: " + "; ".join(run["command"] for run in runs.values()))
+    return {key: row for key, (path, row) in cells.items()}, episodes, seed
+
+
+def merge(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One table from several runs' JSON outputs, in `LEARNERS` order, then `SETTINGS` order."""
+    try:
+        cells, episodes, seed = merged_cells(args.dataset, args.merge)
+    except ValueError as error:
+        parser.error(f"--merge: {error}")
     order = {learner: i for i, learner in enumerate(LEARNERS)}
     keys = sorted(cells, key=lambda key: (order.get(key[0], len(order)), SETTINGS[args.dataset].index(key[1:])))
-    print("commands: " + "; ".join(run["command"] for run in runs.values()))
-    (episodes, seed), = {(run["episodes"], run["seed"]) for run in runs.values()}
-    print_table(args.dataset, episodes, seed, [cells[key][1] for key in keys])
-
+    print_table(args.dataset, episodes, seed, [cells[key] for key in keys])
 
 if __name__ == "__main__":
     main()

@@ -34,7 +34,7 @@ def main() -> None:
             f" ({config['n_way']}-way {config['k_shot']}-shot {'hallucinator ' if config.get('pretrain_epochs') else ''}training)"
         panel = (config["val_n_way"], config["val_k_shot"], x_key)
         curves.setdefault(panel, []).append((label, [r for r in val if x_key in r]))
-    figure, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 6.2), squeeze=False)
     for axis, ((n_way, k_shot, x_key), lines) in zip(axes[0], sorted(curves.items())):
         axis.set_prop_cycle(color=plt.cm.tab20.colors)  # more lines than the default ten colours
         for label, rows in lines:
@@ -43,7 +43,7 @@ def main() -> None:
         axis.set(xlabel="pre-training epoch" if x_key == "pretrain_epoch" else "training episode",
                  ylabel="validation accuracy % (95% interval)", title=f"{n_way}-way {k_shot}-shot validation")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never over a curve
     figure.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=110)

@@ -11,7 +11,7 @@ from .evaluation import CopySeed, evaluate, feature_bank, feature_quality, paire
 from .hallucinators import hallucinate
 from .plots import plot_accuracy_vs_m, plot_projection, plot_training
 
-M_VALUES = (0, 1, 2, 5, 10, 20)
+M_VALUES = (0, 1, 2, 5, 10, 20, 50, 100)
 
 
 def _row(cells) -> str:

@@ -1,0 +1,110 @@
+"""Where a learner misses its published cells: how long it was trained, what its validation curve was still doing,
+and how long the authors' own training recipe would take at the speed the shipped run logged here.
+
+    python benchmarks/budget_table.py --dataset omniglot --results docs/omniglot_learners_*.json
+    python benchmarks/budget_table.py --dataset cifar_fs --results docs/cifar_fs_learners*.json
+
+Reads only files: each learner's shipped checkpoint (``checkpoints/<prefix>_<learner>_conv4.pt``, trained without a
+hallucinator), whose metrics carry its validation curve and training speed, and the learners table's JSON outputs
+for its test accuracy. Every pipeline here trains on one task per episode, so tasks = episodes. The reference
+recipes are the authors' released training lengths, with the file they come from; where none was found the row
+says so. "Gain over the last doubling" is the validation accuracy at the last validation minus the one at (or
+before) half that many episodes: near zero means more of the same training is unlikely to close the gap.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+from learners_table import PREFIX, PUBLISHED, SETTINGS, merged_cells
+
+from hallucinate.training import load_checkpoint
+
+REFERENCE_RECIPES = {  # (dataset, learner): (tasks, what they are, where the number comes from)
+    ("omniglot", "relation"): (1_000_000, "1,000,000 episodes of 5-way 1-shot 19-query",
+                               "floodsung/LearningToCompare_FSL omniglot/omniglot_train_one_shot.py, --episode default"),
+    ("cifar_fs", "relation"): (500_000, "500,000 episodes of 5-way 1-shot 15-query (their miniImageNet recipe)",
+                               "floodsung/LearningToCompare_FSL miniimagenet/miniimagenet_train_one_shot.py, "
+                               "--episode default"),
+    ("omniglot", "maml"): (40_000 * 32, "40,000 outer steps of 32 tasks (5-way 1-shot)",
+                           "cbfinn/maml main.py, usage line for 5-way 1-shot Omniglot"),
+    ("cifar_fs", "maml"): (60_000 * 4, "60,000 outer steps of 4 tasks (their miniImageNet recipe)",
+                           "cbfinn/maml main.py, usage line for 5-way 1-shot miniImageNet"),
+}
+
+
+def validation_curve(metrics: list[dict]) -> list[tuple[int, float]]:
+    return [(row["episode"], row["val_accuracy"]) for row in metrics if "val_accuracy" in row and "episode" in row]
+
+
+def gain_over_last_doubling(curve: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """(the episode compared against, last accuracy minus the accuracy there), or None for a single point."""
+    last_episode, last_accuracy = curve[-1]
+    earlier = [(episode, accuracy) for episode, accuracy in curve if episode <= last_episode / 2]
+    if not earlier:
+        return None
+    episode, accuracy = earlier[-1]
+    return episode, last_accuracy - accuracy
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:,.0f} h" if seconds >= 36000 else f"{seconds / 3600:.1f} h"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=list(SETTINGS), required=True)
+    parser.add_argument("--results", nargs="+", required=True, metavar="JSON",
+                        help="learners_table.py outputs holding the test accuracy of each learner")
+    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--within", type=float, default=1.0, help="a cell this close to the published one is met")
+    args = parser.parse_args()
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (reads files only; the speeds are the ones each "
+          f"run logged while it trained)")
+    try:
+        cells, _, _ = merged_cells(args.dataset, args.results)
+    except ValueError as error:
+        parser.error(f"--results: {error}")
+
+    print(f"\n| learner | published cells missed by more than {args.within:g} | trained (tasks) | validation "
+          "(last) | gain over the last doubling | logged speed | reference recipe | it would take here |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for learner, published in PUBLISHED[args.dataset].items():
+        missed = []
+        for (n_way, k_shot), target in zip(SETTINGS[args.dataset], published):
+            row = cells.get((learner, n_way, k_shot))
+            measured = row.get("plain") if row else None
+            if not isinstance(measured, dict):  # absent, or the reason the checkpoint cannot run the setting
+                missed.append(f"{n_way}w{k_shot}s: {measured or 'not evaluated'}")
+            elif target - measured["accuracy"] > args.within:
+                missed.append(f"{n_way}w{k_shot}s {measured['accuracy']:.1f} vs {target} "
+                              f"({measured['accuracy'] - target:+.1f})")
+        if not missed:
+            continue
+        path = Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}_conv4.pt"
+        if not path.is_file():
+            print(f"| {learner} | {'; '.join(missed)} | checkpoint {path} missing | | | | | |")
+            continue
+        state = load_checkpoint(path)
+        config = state["config"]
+        curve = validation_curve(state["metrics"])
+        doubling = gain_over_last_doubling(curve) if curve else None
+        speed = statistics.median(row["episodes_per_s"] for row in state["metrics"] if "episodes_per_s" in row)
+        recipe = REFERENCE_RECIPES.get((args.dataset, learner))
+        trained = (f"{state['trained_episodes']:,} ({config['n_way']}-way {config['k_shot']}-shot "
+                   f"{config['q_query']}-query)")
+        validation = (f"{curve[-1][1]:.1f}% ({config['val_n_way']}-way {config['val_k_shot']}-shot)"
+                      if curve else "none logged")
+        trend = f"{doubling[1]:+.1f} (from episode {doubling[0]:,})" if doubling else "one validation only"
+        reference = f"{recipe[1]} [{recipe[2]}]" if recipe else "no released recipe found"
+        needed = (f"{hours(recipe[0] / speed)} ({recipe[0] / state['trained_episodes']:,.0f}× this run)"
+                  if recipe else "—")
+        print(f"| {learner} | {'; '.join(missed)} | {trained} | {validation} | {trend} | {speed:.2f} episodes/s | "
+              f"{reference} | {needed} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The table scripts that read shipped files only: learners_table.py --merge and budget_table.py."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_budget_table_reads_the_relation_networks_curve_and_scales_the_reference_recipe():
+    done = run_script("benchmarks/budget_table.py", "--dataset", "cifar_fs",
+                      "--results", "docs/cifar_fs_learners_relation.json")
+    assert done.returncode == 0, done.stderr
+    relation, = [line for line in done.stdout.splitlines() if line.startswith("| relation |")]
+    # 3000 episodes trained against the reference 500,000; validation 31.2% at 1500 -> 34.4% at 3000
+    assert "3,000 (5-way 1-shot 15-query)" in relation
+    assert "(167× this run)" in relation
+    assert "+3.2 (from episode 1,500)" in relation
+    assert "5w1s 42.0 vs 55.0 (-13.0)" in relation
+    # no results were given for the other learners: each of them is said to be not evaluated, not left out
+    protonet, = [line for line in done.stdout.splitlines() if line.startswith("| protonet |")]
+    assert "5w1s: not evaluated" in protonet
+
+
+def test_merge_refuses_runs_with_other_seeds(tmp_path):
+    run = json.loads((ROOT / "docs/cifar_fs_learners_relation.json").read_text())
+    run["seed"] = 1
+    other = tmp_path / "other_seed.json"
+    other.write_text(json.dumps(run))
+    done = run_script("benchmarks/learners_table.py", "--dataset", "cifar_fs",
+                      "--merge", "docs/cifar_fs_learners_relation.json", str(other))
+    assert done.returncode == 2
+    assert "different episode counts or seeds" in done.stderr
