@@ -1,0 +1,51 @@
+"""Every file in checkpoints/ is documented in checkpoints/README.md with the command that makes it, loads, and is
+what its name says."""
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+import hallucinate
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+SIZE_LIMIT = 5 * 2**20
+
+
+def documented_files() -> tuple[set[str], set[str]]:
+    """The file names in the first column of checkpoints/README.md's table, with {a,b} patterns expanded: those
+    shipped, and those whose row says they are not."""
+    shipped, not_shipped = set(), set()
+    for line in (CHECKPOINTS / "README.md").read_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        first_column = line.split(" | ")[0]
+        for pattern in re.findall(r"`([^`]+\.pt)`", first_column):
+            parts = re.split(r"\{([^}]*)\}", pattern)  # literal, choices, literal, choices, ...
+            choices = [[part] if i % 2 == 0 else part.split(",") for i, part in enumerate(parts)]
+            names = {"".join(combination) for combination in itertools.product(*choices)}
+            (not_shipped if "not shipped" in first_column else shipped).update(names)
+    return shipped, not_shipped
+
+
+def test_every_released_file_is_documented_and_every_documented_file_is_released():
+    released = {path.name for path in CHECKPOINTS.glob("*.pt")}
+    shipped, not_shipped = documented_files()
+    assert released, "no released weights found"
+    assert released == shipped
+    assert not released & not_shipped
+
+
+@pytest.mark.parametrize("path", sorted(CHECKPOINTS.glob("*.pt")), ids=lambda path: path.name)
+def test_released_file_loads_and_matches_its_name(path):
+    assert path.stat().st_size < SIZE_LIMIT
+    model = hallucinate.load(path)
+    config = model.config
+    dataset = {"omniglot": "omniglot", "cifarfs": "cifar_fs"}[path.name.split("_")[0]]
+    assert config.dataset == dataset
+    assert f"_{config.learner}_" in path.name
+    hallucinator = config.hallucinator
+    if hallucinator == "none":
+        assert not any(f"_{h}_" in path.name for h in ("gan", "mlp", "analogy"))
+    else:
+        assert f"_{hallucinator}_" in path.name
