@@ -33,6 +33,7 @@ VARIANTS = {
     "cifarfs_protonet_gan_conv4.pt": "the pipeline (adversarial_weight 0.1, anti_collapse_weight 1.0)",
     "cifarfs_protonet_gan_adv001_conv4.pt": "adversarial_weight=0.01",
     "cifarfs_protonet_gan_ac01_conv4.pt": "anti_collapse_weight=0.1",
+    "cifarfs_protonet_gan_adv001_ac01_conv4.pt": "adversarial_weight=0.01, anti_collapse_weight=0.1",
     "cifarfs_protonet_gan_ft_conv4.pt": "init_from the none model, lr=2.5e-4, 1500 episodes",
 }
 REFERENCES = {"none": "cifarfs_protonet_conv4.pt", "none, same recipe": "cifarfs_protonet_1shot_conv4.pt",
