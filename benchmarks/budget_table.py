@@ -1,17 +1,21 @@
 """Where a learner misses its published cells: how long it was trained, what its validation curve was still doing,
-and how long the authors' own training recipe would take at the speed the shipped run logged here.
+and how long the authors' own training recipe would take on this machine.
 
     python benchmarks/budget_table.py --dataset omniglot --results docs/omniglot_learners_*.json
-    python benchmarks/budget_table.py --dataset cifar_fs --results docs/cifar_fs_learners*.json
+    python benchmarks/budget_table.py --dataset cifar_fs --results docs/cifar_fs_learners*.json [--speeds JSON]
 
 Reads only files: each learner's shipped checkpoint (``checkpoints/<prefix>_<learner>_conv4.pt``, trained without a
-hallucinator), whose metrics carry its validation curve and training speed, and the learners table's JSON outputs
-for its test accuracy. Every pipeline here trains on one task per episode, so tasks = episodes. The reference
-recipes are the authors' released training lengths, with the file they come from; where none was found the row
-says so. "Gain over the last doubling" is the validation accuracy at the last validation minus the one at (or
-before) half that many episodes: near zero means more of the same training is unlikely to close the gap.
+hallucinator), whose metrics carry its validation curve and the speed its run logged, the learners table's JSON
+outputs for its test accuracy, and `benchmarks/learners_speed.py --json-out`'s output (``--speeds``) for the speed
+of each learner's training on idle cores (Omniglot 20-way 1-shot 5-query episodes). Every pipeline here trains on
+one task per episode, so tasks = episodes. The reference recipes are the authors' released training lengths, with
+the file they come from; where none was found the row says so. The time is the recipe's task count at the idle
+rate: an estimate, since the recipe's episodes are not that shape (and CIFAR-FS images are larger than Omniglot's).
+"Gain over the last doubling" is the validation accuracy at the last validation minus the one at (or before) half
+that many episodes: near zero means more of the same training is unlikely to close the gap.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -59,18 +63,23 @@ def main() -> None:
     parser.add_argument("--results", nargs="+", required=True, metavar="JSON",
                         help="learners_table.py outputs holding the test accuracy of each learner")
     parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--speeds", default="docs/learners_speed.json",
+                        help="benchmarks/learners_speed.py --json-out output (default: %(default)s)")
     parser.add_argument("--within", type=float, default=1.0, help="a cell this close to the published one is met")
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (reads files only; the speeds are the ones each "
-          f"run logged while it trained)")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (reads files only)")
     try:
         cells, _, _ = merged_cells(args.dataset, args.results)
     except ValueError as error:
         parser.error(f"--results: {error}")
+    idle_rates = {learner: result.get("train_rate")
+                  for learner, result in json.loads(Path(args.speeds).read_text())["learners"].items()
+                  if result.get("train_unit") == "episodes_per_s"}
 
     print(f"\n| learner | published cells missed by more than {args.within:g} | trained (tasks) | validation "
-          "(last) | gain over the last doubling | logged speed | reference recipe | it would take here |")
+          "(last) | gain over the last doubling | speed: logged while training / idle | reference recipe | "
+          "it would take here |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for learner, published in PUBLISHED[args.dataset].items():
         missed = []
@@ -92,7 +101,8 @@ def main() -> None:
         config = state["config"]
         curve = validation_curve(state["metrics"])
         doubling = gain_over_last_doubling(curve) if curve else None
-        speed = statistics.median(row["episodes_per_s"] for row in state["metrics"] if "episodes_per_s" in row)
+        logged = statistics.median(row["episodes_per_s"] for row in state["metrics"] if "episodes_per_s" in row)
+        idle = idle_rates.get(learner)
         recipe = REFERENCE_RECIPES.get((args.dataset, learner))
         trained = (f"{state['trained_episodes']:,} ({config['n_way']}-way {config['k_shot']}-shot "
                    f"{config['q_query']}-query)")
@@ -100,10 +110,13 @@ def main() -> None:
                       if curve else "none logged")
         trend = f"{doubling[1]:+.1f} (from episode {doubling[0]:,})" if doubling else "one validation only"
         reference = f"{recipe[1]} [{recipe[2]}]" if recipe else "no released recipe found"
-        needed = (f"{hours(recipe[0] / speed)} ({recipe[0] / state['trained_episodes']:,.0f}× this run)"
-                  if recipe else "—")
-        print(f"| {learner} | {'; '.join(missed)} | {trained} | {validation} | {trend} | {speed:.2f} episodes/s | "
-              f"{reference} | {needed} |")
+        if recipe and idle:
+            needed = f"{hours(recipe[0] / idle)} ({recipe[0] / state['trained_episodes']:,.0f}× this run)"
+        else:
+            needed = "—" if not recipe else f"no idle speed for {learner} in {args.speeds}"
+        speed = f"{logged:.2f} / {f'{idle:.2f}' if idle else '—'} episodes/s"
+        print(f"| {learner} | {'; '.join(missed)} | {trained} | {validation} | {trend} | {speed} | {reference} | "
+              f"{needed} |")
 
 
 if __name__ == "__main__":

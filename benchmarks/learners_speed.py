@@ -4,7 +4,7 @@ implementations of the same methods, measured in one run on this machine.
     python benchmarks/learners_speed.py [--train-episodes 30] [--warmup-episodes 3] [--eval-episodes 300]
                                         [--peer-eval-episodes 100] [--learners protonet matching ...]
                                         [--pretrain-probe-batches 20] [--pretrain-epoch-limit 120]
-                                        [--pretrain-batches 200] [--data-root DIR] [--cache-dir DIR]
+                                        [--pretrain-batches 200] [--json-out FILE] [--data-root DIR] [--cache-dir DIR]
 
 What it measures (Omniglot 28x28, Vinyals splits, CPU, untrained weights: speed does not depend on them):
 
@@ -122,6 +122,7 @@ parser.add_argument("--pretrain-epoch-limit", type=float, default=120.0,
                          "(default 120)")
 parser.add_argument("--pretrain-batches", type=int, default=200,
                     help="mini-batches of the strided subset measured when a full epoch is too long (default 200)")
+parser.add_argument("--json-out", help="also write the last line's JSON object to this file (read by benchmarks/budget_table.py)")
 parser.add_argument("--data-root", help="data sets folder (default: $HALLUCINATE_DATA, else ./data)")
 parser.add_argument("--cache-dir", help="hallucinate stores (default: $HALLUCINATE_CACHE, else ~/.cache/hallucinate)")
 args = parser.parse_args()
@@ -452,4 +453,9 @@ for result in results.values():  # tracebacks are printed above; keep the last l
     for holder, key in ((result, "train_error"), (result, "eval_error"), (result.get("easyfsl", {}), "error")):
         if key in holder:
             holder[key] = holder[key].strip().splitlines()[-1]
-print(json.dumps({"settings": settings, "learners": results, "walls_s": walls}))
+summary = json.dumps({"settings": settings, "learners": results, "walls_s": walls})
+print(summary)
+if args.json_out:
+    partial = Path(args.json_out + ".partial")
+    partial.write_text(summary + "\n")
+    os.replace(partial, args.json_out)
