@@ -3,6 +3,7 @@
     python benchmarks/learners_table.py --dataset omniglot [--episodes 1000] [--learners protonet matching ...]
     python benchmarks/learners_table.py --dataset cifar_fs
     python benchmarks/learners_table.py --learners baseline_pp --settings 5x1 20x1   # a part of the table
+    python benchmarks/learners_table.py --learners siamese --tag 20k   # the checkpoints trained ten times longer
     python benchmarks/learners_table.py --dataset omniglot --merge docs/omniglot_learners_*.json  # parts, one table
 
 For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator) and
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=list(SETTINGS), default="omniglot")
     parser.add_argument("--learners", nargs="+", default=LEARNERS)
     parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--tag", help="evaluate <prefix>_<learner>[_gan]_<TAG>_conv4.pt instead, e.g. 20k for the "
+                                      "runs trained ten times longer")
     parser.add_argument("--settings", nargs="+", metavar="NxK",
                         help="only these N-way K-shot cells, e.g. 5x1 20x1 (default: all of the data set's)")
     parser.add_argument("--episodes", type=int, default=1000)
@@ -80,7 +83,8 @@ def main() -> None:
 
     rows = []
     for learner in args.learners:
-        paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}_conv4.pt"
+        tag = f"_{args.tag}" if args.tag else ""
+        paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}{tag}_conv4.pt"
                  for kind, suffix in (("plain", ""), ("gan", "_gan"))}
         models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
