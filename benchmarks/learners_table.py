@@ -82,8 +82,8 @@ def main() -> None:
     cache = cache_dir(args.cache_dir)
 
     rows = []
+    tag = f"_{args.tag}" if args.tag else ""
     for learner in args.learners:
-        tag = f"_{args.tag}" if args.tag else ""
         paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}{tag}_conv4.pt"
                  for kind, suffix in (("plain", ""), ("gan", "_gan"))}
         models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
@@ -170,6 +170,7 @@ def merge(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     order = {learner: i for i, learner in enumerate(LEARNERS)}
     keys = sorted(cells, key=lambda key: (order.get(key[0], len(order)), SETTINGS[args.dataset].index(key[1:])))
     print_table(args.dataset, episodes, seed, [cells[key] for key in keys])
+
 
 if __name__ == "__main__":
     main()
