@@ -16,13 +16,11 @@ that many episodes: near zero means more of the same training is unlikely to clo
 """
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 from pathlib import Path
 
 from learners_table import PREFIX, PUBLISHED, SETTINGS, merged_cells
+from run_header import print_run_header
 
 from hallucinate.training import load_checkpoint
 
@@ -67,8 +65,7 @@ def main() -> None:
                         help="benchmarks/learners_speed.py --json-out output (default: %(default)s)")
     parser.add_argument("--within", type=float, default=1.0, help="a cell this close to the published one is met")
     args = parser.parse_args()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (reads files only)")
+    print_run_header("(reads files only)")
     try:
         cells, _, _ = merged_cells(args.dataset, args.results)
     except ValueError as error:

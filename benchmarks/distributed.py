@@ -13,24 +13,14 @@ final validation accuracy (N-way 1-shot, the same seeded episodes for every run)
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-import hallucinate
+from run_header import print_run_header
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor() or "unknown")
 
 
 def loop_rate(history: list[dict], world: int) -> float:
@@ -55,10 +45,7 @@ def main() -> None:
     if args.episodes % 2:
         parser.error("--episodes must be even: two ranks also take them two at a time")
 
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}; CPU {cpu_model()}; {os.cpu_count()} CPUs; torch {torch.__version__}; "
-          f"hallucinate {hallucinate.__version__}; load average at start {os.getloadavg()[0]:.2f}")
-    print(f"time: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print_run_header()
     settings = [f"n_way={args.n_way}", "k_shot=1", "q_query=5", f"val_n_way={args.n_way}", "val_k_shot=1",
                 f"val_episodes={args.val_episodes}", "val_every=100000", "log_every=25", "checkpoint_every=100000",
                 "num_workers=0"]

@@ -1,6 +1,5 @@
-"""What the speed benchmarks share to run easyfsl, the peer, on the data hallucinate uses: the CPU's name, Omniglot's
-PNGs extracted as easyfsl's folder dataset reads them, that dataset, and easyfsl's task sampler and loader."""
-import platform
+"""What the speed benchmarks share to run easyfsl, the peer, on the data hallucinate uses: Omniglot's PNGs
+extracted as easyfsl's folder dataset reads them, that dataset, and easyfsl's task sampler and loader."""
 import zipfile
 from pathlib import Path
 
@@ -10,16 +9,6 @@ from easyfsl.samplers import TaskSampler
 from PIL import Image
 
 PEER_WORKERS = 2
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def extract_omniglot_pngs(omniglot: Path, split_lines: dict[str, list[str]], png_root: Path) -> None:

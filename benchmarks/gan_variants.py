@@ -16,7 +16,6 @@ episode with 95% intervals. Writes docs/cifar_fs_gan_variants.json and prints th
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from run_header import print_run_header
 
 CPU = torch.device("cpu")
 VARIANTS = {
@@ -50,10 +50,7 @@ def main() -> None:
     parser.add_argument("--cache-dir")
     parser.add_argument("--out", default="docs/cifar_fs_gan_variants.json")
     args = parser.parse_args()
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"hallucinate {hallucinate.__version__}, threads {torch.get_num_threads()}")
+    start = print_run_header()
     store = open_store("cifar_fs", root=args.data_root, cache=args.cache_dir)
     cache = cache_dir(args.cache_dir)
     paths = {name: Path(args.checkpoints) / name for name in [*VARIANTS, *REFERENCES.values()]}

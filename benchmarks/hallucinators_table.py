@@ -19,7 +19,6 @@ PNGs under docs/, and prints the Markdown tables of README.md.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from hallucinate.evaluation import CopySeed, evaluate, feature_bank, feature_qua
 from hallucinate.hallucinators.calibration import use_calibration
 from hallucinate.plots import plot_accuracy_vs_m, plot_projection
 from hallucinate.report import M_VALUES, projection_panel
+from run_header import print_run_header
 
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
 TRAINED = ["mlp", "gan", "analogy"]
@@ -54,10 +54,7 @@ def main() -> None:
     parser.add_argument("--out", help="default: docs/<dataset>_hallucinators.json")
     args = parser.parse_args()
     settings = [tuple(int(x) for x in text.split("x")) for text in args.settings]
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"hallucinate {hallucinate.__version__}, threads {torch.get_num_threads()}")
+    start = print_run_header()
     store = open_store(args.dataset, root=args.data_root, cache=args.cache_dir)
     test, train, val = store.split("test"), store.split("train"), store.split("val")
     cache = cache_dir(args.cache_dir)

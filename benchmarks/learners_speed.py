@@ -74,7 +74,6 @@ import dataclasses
 import importlib.metadata
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -86,7 +85,6 @@ from easyfsl.methods import MatchingNetworks, PrototypicalNetworks, RelationNetw
 from easyfsl.utils import evaluate_on_one_task
 from tqdm import tqdm
 
-import hallucinate
 from hallucinate.backbones import conv4, conv4_maps
 from hallucinate.data import open_store
 from hallucinate.data.paths import data_root
@@ -99,7 +97,8 @@ from hallucinate.pipeline import load_pipeline, run_episodic
 from hallucinate.training import EpisodicConfig
 from hallucinate.training.pretrain import pretrain_backbone
 
-from easyfsl_peer import PEER_WORKERS, OmniglotFolder, cpu_model, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
+from easyfsl_peer import PEER_WORKERS, OmniglotFolder, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
+from run_header import print_run_header  # noqa: E402  (benchmarks/, beside this script)
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 VARIANTS = {"matching_fce": ("matching", {"matching_fce": True})}  # row name -> (pipeline learner, changes)
@@ -137,12 +136,8 @@ device = torch.device("cpu")
 walls: dict[str, float] = {"imports": time.perf_counter() - START}
 
 
-print(f"command: {' '.join([sys.executable, *sys.argv])}")
-print(f"machine: {platform.platform()}; CPU {cpu_model()}; os.cpu_count()={os.cpu_count()}; "
-      f"load average {os.getloadavg()[0]:.2f}")
-print(f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}; "
-      f"hallucinate {hallucinate.__version__}; easyfsl {importlib.metadata.version('easyfsl')}; "
-      f"bf16 autocast on this CPU: {bf16_supported(device)}")
+print_run_header(f"easyfsl {importlib.metadata.version('easyfsl')}; "
+                 f"bf16 autocast on this CPU: {bf16_supported(device)}")
 print(f"training episodes: {TRAIN['n_way']}-way {TRAIN['k_shot']}-shot {TRAIN['q_query']}-query, "
       f"{args.warmup_episodes} warm-up + {args.train_episodes} timed; evaluation: {TEST['n_way']}-way "
       f"{TEST['k_shot']}-shot {TEST['q_query']}-query, {args.eval_episodes} episodes (hallucinate), "

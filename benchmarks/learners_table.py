@@ -18,7 +18,6 @@ nothing: it prints one table from the rows of earlier runs' JSON files (which mu
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from run_header import print_run_header
 
 SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "cifar_fs": [(5, 1), (5, 5)]}
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}  # checkpoint file names
@@ -74,10 +74,7 @@ def main() -> None:
         if not set(chosen) <= set(settings):
             parser.error(f"--settings must be among {['%dx%d' % cell for cell in settings]}, got {args.settings}")
         settings = [cell for cell in settings if cell in chosen]
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"hallucinate {hallucinate.__version__}")
+    start = print_run_header()
     test = open_store(args.dataset, root=args.data_root, cache=args.cache_dir).split("test")
     cache = cache_dir(args.cache_dir)
 

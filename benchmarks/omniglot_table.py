@@ -16,8 +16,6 @@ so gains are paired episode by episode:
 """
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from run_header import print_run_header
 
 PUBLISHED = {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9}  # Snell et al. 2017, Table 1
 
@@ -43,10 +42,7 @@ def main() -> None:
     parser.add_argument("--cache-dir")
     parser.add_argument("--out", default="docs/omniglot_results.json")
     args = parser.parse_args()
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"hallucinate {hallucinate.__version__}")
+    start = print_run_header()
 
     device = torch.device("cpu")
     models = {"protonet": hallucinate.load(args.protonet), "protonet_1shot": hallucinate.load(args.protonet_1shot),

@@ -9,18 +9,14 @@ the training loop runs it. After one untimed round, the three measurements are a
 timed over `--steps` steps after two warm-up steps, so that a change in machine load hits all of them.
 """
 import argparse
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-import hallucinate
 from hallucinate.model import build_classifier
 from hallucinate.pipeline import load_pipeline
+from run_header import print_run_header
 
 N_WAY, K_SHOT, Q_QUERY = 20, 1, 5
 
@@ -30,10 +26,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), hallucinate {hallucinate.__version__}")
+    start = print_run_header()
     torch.manual_seed(0)
     model = build_classifier(load_pipeline("pipelines/omniglot_relation.py").CONFIG).train()
     images = torch.randn(N_WAY * (K_SHOT + Q_QUERY), 1, 28, 28).contiguous(memory_format=torch.channels_last)

@@ -40,7 +40,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -60,7 +59,8 @@ from hallucinate.evaluation import embed_split, evaluate
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
 
-from easyfsl_peer import PEER_WORKERS, OmniglotFolder, cpu_model, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
+from easyfsl_peer import PEER_WORKERS, OmniglotFolder, extract_omniglot_pngs, task_loader, task_sampler  # noqa: E402  (benchmarks/, beside this script)
+from run_header import print_run_header  # noqa: E402  (benchmarks/, beside this script)
 
 # ---------------------------------------------------------------------------------------------------------- settings
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -81,11 +81,7 @@ device = torch.device("cpu")
 walls: dict[str, float] = {"imports": time.perf_counter() - START}
 
 
-print(f"command: {' '.join([sys.executable, *sys.argv])}")
-print(f"machine: {platform.platform()}; CPU {cpu_model()}; os.cpu_count()={os.cpu_count()}; "
-      f"load average {os.getloadavg()[0]:.2f}")
-print(f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}; "
-      f"hallucinate {hallucinate.__version__}; bf16 autocast on this CPU: {bf16_supported(device)}")
+print_run_header(f"bf16 autocast on this CPU: {bf16_supported(device)}")
 if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
     print(f"WARNING: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs: other processes compete for the "
           "cores, so the rates below are low and noisy; run this on an idle machine for numbers to publish")
