@@ -1,5 +1,5 @@
 """How much of a missed published Omniglot cell longer training closes: each shipped checkpoint beside the same
-pipeline trained ten (Siamese) or twenty (MAML, the pipeline's own length) times longer, on the same seeded test
+pipeline trained ten (Siamese), five (relation) or twenty (MAML, the pipeline's own length) times longer, on the same seeded test
 episodes, without hallucination.
 
     python benchmarks/longer_training.py [--episodes 1000] [--seed 0]
@@ -12,7 +12,6 @@ docs/omniglot_longer_training.json and prints the Markdown table of README.md.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,13 @@ from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
 from learners_table import PUBLISHED, SETTINGS
+from run_header import print_run_header
 
 CPU = torch.device("cpu")
 PAIRS = {  # learner: (shipped checkpoint, the same pipeline trained longer)
     "siamese": ("omniglot_siamese_conv4.pt", "omniglot_siamese_20k_conv4.pt"),
     "maml": ("omniglot_maml_conv4.pt", "omniglot_maml_20k_conv4.pt"),
+    "relation": ("omniglot_relation_conv4.pt", "omniglot_relation_10k_conv4.pt"),
 }
 
 
@@ -41,10 +42,7 @@ def main() -> None:
     parser.add_argument("--cache-dir")
     parser.add_argument("--out", default="docs/omniglot_longer_training.json")
     args = parser.parse_args()
-    start = time.perf_counter()
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"hallucinate {hallucinate.__version__}, threads {torch.get_num_threads()}")
+    start = print_run_header()
     paths = [Path(args.checkpoints) / name for pair in PAIRS.values() for name in pair]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
