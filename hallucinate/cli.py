@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="hallucinate with a training-free hallucinator fitted now on the train split's "
                                "features (replacing the checkpoint's own, if any)")
     evaluate.add_argument("--n-synthetic", type=int, help="synthetic examples per class (default: the checkpoint's)")
+    evaluate.add_argument("--inner-steps", type=int,
+                          help="MAML and ANIL: gradient steps on the support set at test time (default: the "
+                               "checkpoint's, the same as in training; Finn et al.'s code tests Omniglot with 10)")
     evaluate.add_argument("--per-episode", action="store_true", help="include every episode's accuracy")
     evaluate.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     evaluate.add_argument("--no-progress", action="store_true")
@@ -94,6 +97,13 @@ def _eval(args) -> dict:
         if args.n_synthetic < 0:
             raise ValueError(f"--n-synthetic must be >= 0, got {args.n_synthetic}")
         model.n_synthetic = args.n_synthetic
+    if args.inner_steps is not None:
+        if not hasattr(model.learner, "inner_steps"):
+            raise ValueError(f"--inner-steps applies to MAML and ANIL checkpoints; {args.checkpoint} is a "
+                             f"{model.config.learner!r} one")
+        if args.inner_steps < 0:
+            raise ValueError(f"--inner-steps must be >= 0, got {args.inner_steps}")
+        model.learner.inner_steps = args.inner_steps
     if args.hallucinator == "calibration":
         from .hallucinators.calibration import use_calibration
 
@@ -103,7 +113,9 @@ def _eval(args) -> dict:
     result = evaluate(model, store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
                       episodes=args.episodes, seed=args.seed, hallucinate=hallucinate, device=device,
                       precision=args.precision, cache=cache_dir(args.cache_dir), progress=not args.no_progress)
-    return result.as_dict(per_episode=args.per_episode) | {"checkpoint": str(args.checkpoint), "split": args.split}
+    adaptation = {"inner_steps": model.learner.inner_steps} if hasattr(model.learner, "inner_steps") else {}
+    return result.as_dict(per_episode=args.per_episode) | adaptation | {"checkpoint": str(args.checkpoint),
+                                                                        "split": args.split}
 
 
 def _ingest(args) -> dict:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +82,20 @@ def test_loaded_model_classifies_pil_images(tiny_gan_checkpoint, omniglot):
     with torch.no_grad():
         plain = model(batch[[0, 2]], torch.tensor([0, 1]), batch[[1, 3]])
     assert plain.shape == (2, 2) and not torch.equal(plain, logits)
+
+
+def test_eval_inner_steps_sets_maml_test_time_adaptation(data_root, cache, capsys):
+    checkpoint = Path("checkpoints/omniglot_maml_conv4.pt")
+    trained = _eval(capsys, checkpoint, data_root, cache)
+    unadapted = _eval(capsys, checkpoint, data_root, cache, "--inner-steps", "0")
+    more = _eval(capsys, checkpoint, data_root, cache, "--inner-steps", "3")
+    assert (trained["inner_steps"], unadapted["inner_steps"], more["inner_steps"]) == (1, 0, 3)
+    # The meta-learned head starts the same for every class ordering: without adaptation it is at chance (20%).
+    assert unadapted["accuracy"] < 35 < 80 < trained["accuracy"]
+    assert more["accuracy"] != trained["accuracy"]
+
+
+def test_eval_inner_steps_refuses_a_learner_without_an_inner_loop(tiny_gan_checkpoint, data_root, cache, capsys):
+    assert main(["eval", str(tiny_gan_checkpoint), "--inner-steps", "3", "--data-root", str(data_root),
+                 "--cache-dir", str(cache), "--no-progress"]) == 2
+    assert "--inner-steps applies to MAML and ANIL checkpoints" in capsys.readouterr().err
