@@ -1,7 +1,7 @@
 """Where a learner misses its published cells: how long it was trained, what its validation curve was still doing,
 and how long the authors' own training recipe would take on this machine.
 
-    python benchmarks/budget_table.py --dataset omniglot --results docs/omniglot_learners_*.json
+    python benchmarks/budget_table.py --dataset omniglot --results PART.json ...   # README names the parts
     python benchmarks/budget_table.py --dataset cifar_fs --results docs/cifar_fs_learners*.json [--speeds JSON]
 
 Reads only files: each learner's shipped checkpoint (``checkpoints/<prefix>_<learner>_conv4.pt``, trained without a

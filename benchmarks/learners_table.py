@@ -4,7 +4,8 @@
     python benchmarks/learners_table.py --dataset cifar_fs
     python benchmarks/learners_table.py --learners baseline_pp --settings 5x1 20x1   # a part of the table
     python benchmarks/learners_table.py --learners siamese --tag 20k   # the checkpoints trained ten times longer
-    python benchmarks/learners_table.py --dataset omniglot --merge docs/omniglot_learners_*.json  # parts, one table
+    python benchmarks/learners_table.py --learners maml anil --tag 20way --settings 20x1 20x5   # 20-way heads
+    python benchmarks/learners_table.py --dataset omniglot --merge PART.json ...  # parts, one table (README names them)
 
 For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator) and
 ``..._<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--learners", nargs="+", default=LEARNERS)
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--tag", help="evaluate <prefix>_<learner>[_gan]_<TAG>_conv4.pt instead, e.g. 20k for the "
-                                      "runs trained ten times longer")
+                                      "runs trained ten times longer, 20way for MAML's and ANIL's 20-way heads")
     parser.add_argument("--settings", nargs="+", metavar="NxK",
                         help="only these N-way K-shot cells, e.g. 5x1 20x1 (default: all of the data set's)")
     parser.add_argument("--episodes", type=int, default=1000)
