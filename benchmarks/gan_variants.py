@@ -15,7 +15,6 @@ episode with 95% intervals. Writes docs/cifar_fs_gan_variants.json and prints th
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from hallucinate.training.run_files import write_json_atomic
 from run_header import print_run_header
 
 CPU = torch.device("cpu")
@@ -110,11 +110,9 @@ def main() -> None:
                   f"{gain(row['on_minus_none'])} | {gain(row['on_minus_same_recipe'])} | "
                   f"{gain(row.get('on_minus_continued'))} |")
     out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "val_episodes": args.val_episodes, "chosen": chosen, "rows": rows,
-                                   "wall_time_s": time.perf_counter() - start}, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                            "val_episodes": args.val_episodes, "chosen": chosen, "rows": rows,
+                            "wall_time_s": time.perf_counter() - start})
     print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
 
 

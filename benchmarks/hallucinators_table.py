@@ -18,7 +18,6 @@ PNGs under docs/, and prints the Markdown tables of README.md.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from hallucinate.evaluation import CopySeed, evaluate, feature_bank, feature_qua
 from hallucinate.hallucinators.calibration import use_calibration
 from hallucinate.plots import plot_accuracy_vs_m, plot_projection
 from hallucinate.report import M_VALUES, projection_panel
+from hallucinate.training.run_files import write_json_atomic
 from run_header import print_run_header
 
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
@@ -128,12 +128,10 @@ def main() -> None:
         figures.append(str(plot_projection(panels, out.with_name(f"{args.dataset}_projection.png"))))
     _print_tables(args, rows, quality)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "calibration_alpha": alphas, "rows": rows, "feature_quality": quality,
-                                   "accuracy_vs_m": curves, "figures": figures,
-                                   "wall_time_s": time.perf_counter() - start}, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                            "calibration_alpha": alphas, "rows": rows, "feature_quality": quality,
+                            "accuracy_vs_m": curves, "figures": figures,
+                            "wall_time_s": time.perf_counter() - start})
     print(f"\nwrote {out} and {figures}; wall time {time.perf_counter() - start:.1f} s")
 
 

@@ -18,7 +18,6 @@ nothing: it prints one table from the rows of earlier runs' JSON files (which mu
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from hallucinate.training.run_files import write_json_atomic
 from run_header import print_run_header
 
 SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "cifar_fs": [(5, 1), (5, 5)]}
@@ -107,10 +107,8 @@ def main() -> None:
     print_table(args.dataset, args.episodes, args.seed, rows)
     out = Path(args.out or f"docs/{args.dataset}_learners.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "rows": rows}, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                            "rows": rows})
     print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
 
 

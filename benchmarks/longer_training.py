@@ -11,7 +11,6 @@ docs/omniglot_longer_training.json and prints the Markdown table of README.md.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from hallucinate.training.run_files import write_json_atomic
 from learners_table import PUBLISHED, SETTINGS
 from run_header import print_run_header
 
@@ -79,10 +79,8 @@ def main() -> None:
               f"{long:.2f} ± {row['longer']['ci95']:.2f} ({row['episodes_trained'][1]:,}) | "
               f"{row['gain'][0]:+.2f} ± {row['gain'][1]:.2f} | {closed:.0%} |")
     out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "rows": rows, "wall_time_s": time.perf_counter() - start}, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                            "rows": rows, "wall_time_s": time.perf_counter() - start})
     print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
 
 

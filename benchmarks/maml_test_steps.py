@@ -9,7 +9,6 @@ docs/omniglot_maml_test_steps.json and prints the Markdown table of README.md.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import hallucinate
 from hallucinate.data import open_store
 from hallucinate.data.paths import cache_dir
 from hallucinate.evaluation import evaluate, feature_bank, paired_gain
+from hallucinate.training.run_files import write_json_atomic
 from learners_table import PUBLISHED, SETTINGS
 from run_header import print_run_header
 
@@ -86,10 +86,8 @@ def main() -> None:
         print(f"| `{row['checkpoint']}` ({row['episodes_trained']:,}) | {row['n_way']}-way {row['k_shot']}-shot | "
               f"{row['published_maml']} | " + " | ".join(cells) + " |")
     out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps({"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                                   "rows": rows, "wall_time_s": time.perf_counter() - start}, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
+                            "rows": rows, "wall_time_s": time.perf_counter() - start})
     print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
 
 
