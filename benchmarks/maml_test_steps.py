@@ -24,12 +24,11 @@ from learners_table import PUBLISHED, SETTINGS
 from run_header import print_run_header
 
 CPU = torch.device("cpu")
-CHECKPOINTS = ["omniglot_maml_20k_conv4.pt"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", nargs="+", default=[f"checkpoints/{name}" for name in CHECKPOINTS])
+    parser.add_argument("--checkpoints", nargs="+", default=["checkpoints/omniglot_maml_20k_conv4.pt"])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 3, 10])
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
