@@ -3,13 +3,13 @@ result, so that the choice can be checked rather than taken on trust.
 
     python benchmarks/gan_variants.py [--episodes 1000] [--val-episodes 1000]
 
-Each variant is a checkpoint of `pipelines/cifarfs_protonet_gan.py` with some settings changed (VARIANTS: file ->
-the `--set` options that made it; `checkpoints/README.md` has the commands). The variant is chosen by its
-validation accuracy with hallucination on (5-way 1-shot, `--val-episodes` seeded episodes of the val split, the
-same for every variant), never by test accuracy. Then, on the same seeded 5-way 1-shot and 5-shot test episodes, every
-variant is evaluated with hallucination on and off, beside two references: the 20-way 5-shot ProtoNet pipeline
-(`cifarfs_protonet_conv4.pt`, "none") and the GAN pipeline's recipe without a hallucinator
-(`cifarfs_protonet_1shot_conv4.pt`); and for variants that start from the none model's weights (`init_from`), the
+Each variant is a checkpoint of `pipelines/cifarfs_protonet_gan_joint.py` (the earlier joint design) with some
+settings changed (VARIANTS: file -> the `--set` options that made it; `checkpoints/README.md` has the commands).
+The variant is chosen by its validation accuracy with hallucination on (5-way 1-shot, `--val-episodes` seeded
+episodes of the val split, the same for every variant), never by test accuracy. Then, on the same seeded 5-way
+1-shot and 5-shot test episodes, every variant is evaluated with hallucination on and off, beside two references:
+the 20-way 5-shot ProtoNet pipeline (`cifarfs_protonet_conv4.pt`, "none") and the GAN pipeline's recipe without a
+hallucinator (`cifarfs_protonet_1shot_conv4.pt`); and for variants that start from the none model's weights (`init_from`), the
 same continued training without a hallucinator (`cifarfs_protonet_ft_conv4.pt`). Gains are paired episode by
 episode with 95% intervals. Writes docs/cifar_fs_gan_variants.json and prints the Markdown table of README.md.
 """
@@ -30,7 +30,7 @@ from run_header import print_run_header
 
 CPU = torch.device("cpu")
 VARIANTS = {
-    "cifarfs_protonet_gan_conv4.pt": "the pipeline (adversarial_weight 0.1, anti_collapse_weight 1.0)",
+    "cifarfs_protonet_gan_noise_conv4.pt": "the joint pipeline (adversarial_weight 0.1, anti_collapse_weight 1.0)",
     "cifarfs_protonet_gan_adv001_conv4.pt": "adversarial_weight=0.01",
     "cifarfs_protonet_gan_ac01_conv4.pt": "anti_collapse_weight=0.1",
     "cifarfs_protonet_gan_adv001_ac01_conv4.pt": "adversarial_weight=0.01, anti_collapse_weight=0.1",

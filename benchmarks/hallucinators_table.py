@@ -36,7 +36,7 @@ from hallucinate.training.run_files import write_json_atomic
 from run_header import print_run_header
 
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
-TRAINED = ["mlp", "gan", "analogy"]
+TRAINED = ["mlp", "gan", "gan_noise", "analogy"]  # gan: two-stage calibrated; gan_noise: the earlier joint GAN
 ALPHAS = (0.0, 0.01, 0.05, 0.21, 1.0)
 CPU = torch.device("cpu")
 

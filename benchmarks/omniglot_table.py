@@ -4,7 +4,7 @@ gains of hallucination on the same episodes.
 
     python benchmarks/omniglot_table.py [--protonet checkpoints/omniglot_protonet_conv4.pt]
                                         [--protonet-1shot checkpoints/omniglot_protonet_1shot_conv4.pt]
-                                        [--gan checkpoints/omniglot_protonet_gan_conv4.pt] [--episodes 1000]
+                                        [--gan checkpoints/omniglot_protonet_gan_noise_conv4.pt] [--episodes 1000]
                                         [--out docs/omniglot_results.json]
 
 Checkpoints: ProtoNet (Snell's 60-way 5-shot training), ProtoNet trained like the GAN pipeline (60-way 1-shot)
@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protonet", default="checkpoints/omniglot_protonet_conv4.pt")
     parser.add_argument("--protonet-1shot", default="checkpoints/omniglot_protonet_1shot_conv4.pt")
-    parser.add_argument("--gan", default="checkpoints/omniglot_protonet_gan_conv4.pt")
+    parser.add_argument("--gan", default="checkpoints/omniglot_protonet_gan_noise_conv4.pt")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root")

@@ -15,7 +15,7 @@ def load(checkpoint: str | Path, *, device: str | None = None):
     from .training import CheckpointError, EpisodicConfig, load_checkpoint
 
     state = load_checkpoint(checkpoint)
-    config = EpisodicConfig(**state["config"])
+    config = EpisodicConfig.from_saved(state["config"])
     model = build_classifier(config)
     missing, unexpected = model.load_state_dict(state["best_model"], strict=False)
     missing = [name for name in missing if not name.startswith("hallucinator.critic.")]  # `export` drops the critic

@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                           help="hallucinate with a training-free hallucinator fitted now on the train split's "
                                "features (replacing the checkpoint's own, if any)")
     evaluate.add_argument("--n-synthetic", type=int, help="synthetic examples per class (default: the checkpoint's)")
+    evaluate.add_argument("--synthetic-mass", type=float,
+                          help="total support weight of a class's synthetic examples (default: the checkpoint's)")
+    evaluate.add_argument("--learner", choices=["logistic"],
+                          help="classify with a logistic-regression head fitted on each episode's support features "
+                               "(Tukey + L2 transform, the same with hallucination on and off) instead of the "
+                               "checkpoint's learner")
     evaluate.add_argument("--inner-steps", type=int,
                           help="MAML and ANIL: gradient steps on the support set at test time (default: the "
                                "checkpoint's, the same as in training; Finn et al.'s code tests Omniglot with 10)")
@@ -56,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                                                 "and pictured")
     report.add_argument("run_dir", help="a folder `hallucinate run --out` wrote")
     report.add_argument("--episodes", type=int, default=600, help="test episodes per measurement (default 600)")
+    report.add_argument("--compare", nargs="+", default=[], metavar="CHECKPOINT",
+                        help="also measure and picture these checkpoints' generators (e.g. the earlier noise GAN)")
     report.add_argument("--no-progress", action="store_true")
     _paths(report)
 
@@ -109,13 +117,23 @@ def _eval(args) -> dict:
 
         use_calibration(model, store.split("train"), device=device, n_synthetic=model.n_synthetic,
                         precision=args.precision, cache=cache_dir(args.cache_dir))
+    if args.synthetic_mass is not None:
+        if model.hallucinator is None or args.synthetic_mass <= 0:
+            raise ValueError(f"--synthetic-mass needs a hallucinator and a value > 0, got {args.synthetic_mass}")
+        model.hallucinator.synthetic_mass = args.synthetic_mass
+    if args.learner == "logistic":
+        from .learners import LogisticRegression
+
+        model.learner = LogisticRegression(transform=model.config.logistic_transform,
+                                           power=model.config.logistic_power, l2=model.config.logistic_l2)
     hallucinate = model.hallucinating and model.n_synthetic > 0 and not args.no_hallucinate
     result = evaluate(model, store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
                       episodes=args.episodes, seed=args.seed, hallucinate=hallucinate, device=device,
                       precision=args.precision, cache=cache_dir(args.cache_dir), progress=not args.no_progress)
     adaptation = {"inner_steps": model.learner.inner_steps} if hasattr(model.learner, "inner_steps") else {}
-    return result.as_dict(per_episode=args.per_episode) | adaptation | {"checkpoint": str(args.checkpoint),
-                                                                        "split": args.split}
+    weighting = {"synthetic_mass": model.hallucinator.synthetic_mass} if hallucinate else {}
+    return result.as_dict(per_episode=args.per_episode) | adaptation | weighting | {
+        "checkpoint": str(args.checkpoint), "split": args.split, "learner": args.learner or model.config.learner}
 
 
 def _ingest(args) -> dict:
@@ -133,6 +151,7 @@ def _report(args) -> dict:
     if args.episodes < 2:
         raise ValueError(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
     path = write_report(Path(args.run_dir), data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
+                        compare=[Path(c) for c in args.compare],
                         episodes=args.episodes, progress=not args.no_progress)
     return {"report": str(path), "files": sorted(p.name for p in path.parent.iterdir())}
 

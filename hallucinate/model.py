@@ -13,7 +13,8 @@ class FewShotClassifier(nn.Module):
     """``forward(support images, support_labels, query images) -> logits [n_query, n_way]``.
 
     With a hallucinator and ``n_synthetic > 0``, each class of the embedded support set gets ``n_synthetic``
-    synthetic features before the learner sees it; `set_hallucination` switches that on and off.
+    synthetic features, with the support weights the hallucinator gives them, before the learner sees it;
+    `set_hallucination` switches that on and off.
     ``transform`` turns a PIL image into the tensor ``forward`` expects.
     """
 
@@ -36,9 +37,10 @@ class FewShotClassifier(nn.Module):
 
     def classify_features(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
                           rng: torch.Generator | None = None) -> torch.Tensor:
+        weights = None
         if self.hallucinating:
-            support, support_labels = self.hallucinator(support, support_labels, self.n_synthetic, rng)
-        return self.learner(support, support_labels, query)
+            support, support_labels, weights = self.hallucinator(support, support_labels, self.n_synthetic, rng)
+        return self.learner(support, support_labels, query, weights)
 
     def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         return self.classify_features(self.embed(support), support_labels, self.embed(query))

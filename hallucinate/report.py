@@ -19,9 +19,11 @@ def _row(cells) -> str:
 
 
 def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str | None = None, episodes: int = 600,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, compare: list[Path] = ()) -> Path:
     """Evaluate the best weights of ``run_dir/checkpoint.pt`` on its data set's test split and write
-    ``run_dir/report/report.md`` with its PNGs; return the report's path."""
+    ``run_dir/report/report.md`` with its PNGs; return the report's path. Each checkpoint in ``compare`` (e.g. the
+    earlier noise GAN's) has its generator's features measured and pictured beside this run's, each on its own
+    backbone's features of the same test classes."""
     from . import load
     from .data import open_store
     from .data.paths import cache_dir as resolve_cache
@@ -48,8 +50,10 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     lines = [f"# Run report: {run_dir.name}", "",
              f"{config.learner} on {config.dataset} with the {hallucinator or 'no'} hallucinator"
              + (f" (M = {config.n_synthetic} synthetic examples per class)" if hallucinator else "")
-             + f"; trained {trained} episodes of {config.n_way}-way {config.k_shot}-shot"
-             + (f" after {config.pretrain_epochs} pre-training epochs" if config.pretrain_epochs else "")
+             + (f"; stage 2 trained the hallucinator for {trained} episodes of {config.hallucinator_n_way}-way "
+                f"{config.hallucinator_k_shot}-shot on the frozen stage-1 embedding" if config.two_stage else
+                f"; trained {trained} episodes of {config.n_way}-way {config.k_shot}-shot"
+                + (f" after {config.pretrain_epochs} pre-training epochs" if config.pretrain_epochs else ""))
              + f"; best validation accuracy {state['best_val_accuracy']:.2f}% at episode {state['best_episode']}.",
              "", f"![training]({plot_training(state['metrics'], out / 'training.png', run_dir.name).name})", "",
              f"## Test accuracy ({episodes} episodes of 15 queries per class, seed 0, 95% interval)", ""]
@@ -85,12 +89,25 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
               _row(["features", "Fréchet distance", "diversity", "collapsed classes", "seed-class agreement"]),
               _row(["---"] * 5)]
     labels = np.asarray(test.labels)
-    for name, generator in ((hallucinator, model.hallucinator.generator), ("copy of the seed", CopySeed())):
-        quality = feature_quality(generator, bank, labels)
-        lines.append(_row([name, f"{quality.frechet_distance:.3f}", f"{quality.diversity:.3f}",
+    name = _generator_name(config)
+    others = [(Path(path), load(path, device=str(device))) for path in compare]
+    for other_path, other in others:
+        if other.hallucinator is None or other.config.dataset != config.dataset:
+            raise ValueError(f"--compare {other_path}: a checkpoint with a hallucinator on {config.dataset} is needed")
+    measured = [(name, model.hallucinator.generator, bank)] + [
+        (f"{_generator_name(other.config)} ({path.name})", other.hallucinator.generator,
+         feature_bank(other, test, device=device, precision="fp32", cache=resolve_cache(cache_dir)))
+        for path, other in others]
+    floors = []
+    for row_name, generator, features in measured + [("copy of the seed", CopySeed(), bank)]:
+        quality = feature_quality(generator, features, labels)
+        lines.append(_row([row_name, f"{quality.frechet_distance:.3f}", f"{quality.diversity:.3f}",
                            f"{quality.collapsed_classes:.0%}", f"{quality.seed_class_agreement:.1%}"]))
-    lines.append(_row(["real (B)", f"{quality.real_frechet_distance:.3f}", "1.000", "0%",
-                       f"{quality.real_agreement:.1%}"]))
+        floors.append((row_name, quality))
+    floors = floors[:-1]  # the copy of the seed is measured on this run's features: its floor is the run's
+    for row_name, quality in floors:  # each generator's floor: real features of its own backbone
+        lines.append(_row([f"real (B), {row_name}'s backbone" if len(floors) > 1 else "real (B)",
+                           f"{quality.real_frechet_distance:.3f}", "1.000", "0%", f"{quality.real_agreement:.1%}"]))
 
     curve, n_synthetic = [], model.n_synthetic
     try:
@@ -107,11 +124,18 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
               _row(["---"] * (len(curve) + 1)), _row(["accuracy %"] + [f"{a:.2f} ± {c:.2f}" for _, a, c in curve]),
               "", f"![accuracy vs M]({m_plot.name})"]
 
-    panel = projection_panel(model.hallucinator.generator, bank, labels, classes=5, per_class=40)
+    panels = {}
+    for row_name, generator, features in measured:  # titles without the file names, which do not fit a panel
+        title = row_name.split(" (", 2)[0] + ("" if row_name == name else f" #{len(panels)}")
+        panels[title] = projection_panel(generator, features, labels, classes=5, per_class=40)
     lines += ["", "## Real and synthetic features of 5 test classes", "",
-              f"![projection]({plot_projection({hallucinator: panel}, out / 'projection.png').name})"]
+              f"![projection]({plot_projection(panels, out / 'projection.png').name})"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def _generator_name(config) -> str:
+    return f"gan ({config.gan_generator})" if config.hallucinator == "gan" else config.hallucinator
 
 
 def _verdict(gains: dict[int, tuple[float, float]]) -> str:
@@ -136,7 +160,7 @@ def projection_panel(generator, bank: torch.Tensor, labels: np.ndarray, *, class
     real = [np.flatnonzero(labels == c) for c in chosen]
     seeds = bank[torch.as_tensor([rng.choice(x) for x in real], device=bank.device)]
     seed_labels = torch.arange(classes, device=bank.device)
-    generated, generated_labels = hallucinate(seeds, seed_labels, per_class, generator,
+    generated, generated_labels, _ = hallucinate(seeds, seed_labels, per_class, generator,
                                               torch.Generator(device=bank.device).manual_seed(seed))
     real_features = bank[torch.as_tensor(np.concatenate(real), device=bank.device)]
     real_labels = torch.cat([torch.full((len(x),), i) for i, x in enumerate(real)])

@@ -1,17 +1,20 @@
-"""ANIL on Omniglot with the GAN hallucinator trained jointly: each training episode the generator adds 5 synthetic
-features to each class of the support set, and they are simply extra support rows for the inner loop that adapts
-the linear head. The query loss, taken after adaptation, trains backbone and generator together (through the inner
-step); a class-conditional WGAN-GP critic and an anti-collapse term keep the synthetic features realistic and
-diverse. Otherwise as the ANIL pipeline: 5-way 1-shot 15-query episodes, one inner step of learning rate 0.4, Adam
-1e-3, 5-way 1-shot validation."""
+"""ANIL on Omniglot with the calibrated GAN hallucinator, in two stages (see cifarfs_protonet_gan.py for the design).
+Stage 1 is pipelines/omniglot_anil.py's run, unchanged, into OUT/stage1. Stage 2 freezes its backbone and trains the
+hallucinator together with ANIL's head initialisation on 5-way 1-shot 15-query episodes of the base classes'
+features: the synthetic features are extra support rows for the inner loop that adapts the head, weighted by their
+support weights in its loss. The settings of the hallucinator are the Omniglot ProtoNet pipeline's, not tuned for
+ANIL."""
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
 
-CONFIG = EpisodicConfig(dataset="omniglot", backbone="conv4", learner="anil", hallucinator="gan",
-                        n_synthetic=5, adversarial_weight=0.1, anti_collapse_weight=1.0, critic_lr=1e-3,
+CONFIG = EpisodicConfig(dataset="omniglot", backbone="conv4", learner="anil",
                         maml_inner_steps=1, maml_inner_lr=0.4, maml_first_order=False,
                         n_way=5, k_shot=1, q_query=15, episodes=10000, lr=1e-3, lr_step=1000, lr_gamma=1.0,
-                        val_n_way=5, val_k_shot=1)
+                        val_n_way=5, val_k_shot=1,
+                        hallucinator="gan", gan_generator="calibrated", n_synthetic=100, synthetic_mass=1.0,
+                        calibration_alpha=0.0, calibration_rank=2, adversarial_weight=0.1, per_sample_weight=1.0,
+                        hallucinator_episodes=1000, hallucinator_n_way=5, hallucinator_k_shot=1,
+                        hallucinator_q_query=15, hallucinator_lr=1e-4)
 
 
 def run(config: EpisodicConfig = CONFIG, **options) -> dict:

@@ -60,11 +60,13 @@ def test_export_keeps_what_load_needs(tiny_gan_checkpoint, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.pt"]
 
 
-def test_load_refuses_weights_that_do_not_fit_the_config(tiny_gan_checkpoint, tmp_path):
+@pytest.mark.parametrize("name", ["hallucinator.generator.residual.0.weight",  # a weight of the calibrated GAN
+                                  "hallucinator.generator.base_means"])  # its base statistics, a buffer
+def test_load_refuses_weights_that_do_not_fit_the_config(tiny_gan_checkpoint, tmp_path, name):
     state = load_checkpoint(tiny_gan_checkpoint)
-    del state["best_model"]["hallucinator.generator.net.0.weight"]
+    del state["best_model"][name]
     save_checkpoint(tmp_path / "broken.pt", state)
-    with pytest.raises(CheckpointError, match="missing \\['hallucinator.generator.net.0.weight'\\]"):
+    with pytest.raises(CheckpointError, match=f"missing \\['{name}'\\]"):
         load(tmp_path / "broken.pt")
 
 

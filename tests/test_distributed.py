@@ -16,7 +16,7 @@ from hallucinate.learners import episode_loss
 from hallucinate.model import build_classifier
 from hallucinate.pipeline import load_pipeline
 from hallucinate.training import load_checkpoint, override
-from tests.conftest import TINY
+from tests.conftest import TINY, TINY_STAGE_2
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,30 +27,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The loss function a rank can poison (called once per training step): the calibrated GAN's per-sample loss, in
+# stage 2 of the default two-stage GAN pipeline.
+POISONED = ("hallucinate.hallucinators.calibrated_gan", "per_sample_loss")
+# Stage 2 of the GAN pipeline in the tiny shape of the tests, after 4 episodes of stage 1.
+STAGE_2 = TINY_STAGE_2 + ["episodes=4"]
+
+
 def _rank(rank: int, runs: list[list[str]], ports: list[int], weights: str, nan_at: int) -> None:
     """One of two ranks, given the environment torchrun gives: `hallucinate run` with each argument list of
-    ``runs`` in turn, saving this rank's weights after each to ``weights``/run<i>-rank<r>.pt. With ``nan_at``, rank
-    1's anti-collapse loss is NaN at that step."""
+    ``runs`` in turn, saving this rank's weights after each to ``weights``/run<i>-rank<r>.pt (after stage 1 of a
+    two-stage run, also to run<i>-stage1-rank<r>.pt). With ``nan_at``, rank 1's `POISONED` loss is NaN at that
+    step."""
     torch.set_num_threads(1)
+    import importlib
+
     import hallucinate.pipeline
-    import hallucinate.training.episodic as episodic
     from hallucinate.cli import main
 
     train, number = hallucinate.pipeline.train_episodic, 0
 
     def train_and_keep(config, model, *args, **kwargs):
         summary = train(config, model, *args, **kwargs)
-        torch.save(model.state_dict(), Path(weights) / f"run{number}-rank{rank}.pt")
+        stage = "-stage1" if Path(kwargs["out_dir"]).name == "stage1" else ""
+        torch.save(model.state_dict(), Path(weights) / f"run{number}{stage}-rank{rank}.pt")
         return summary
 
-    anti_collapse, calls = episodic.anti_collapse, []
+    module = importlib.import_module(POISONED[0])
+    loss, calls = getattr(module, POISONED[1]), []
 
     def nan_once(*args):
         calls.append(1)
-        value = anti_collapse(*args)
+        value = loss(*args)
         return value * float("nan") if rank == 1 and len(calls) == nan_at else value
 
-    hallucinate.pipeline.train_episodic, episodic.anti_collapse = train_and_keep, nan_once
+    hallucinate.pipeline.train_episodic = train_and_keep
+    setattr(module, POISONED[1], nan_once)
     for number, (args, port) in enumerate(zip(runs, ports)):
         os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
@@ -132,25 +144,33 @@ def test_one_step_of_two_ranks_is_one_step_on_the_mean_of_their_two_episodes(omn
 
 
 def test_two_ranks_resume_from_rank_zero_checkpoint_as_an_unbroken_run(omniglot, data_root, cache, tmp_path):
-    """Rank 1 is given a run folder of its own, empty: it reads nothing and writes nothing, and still resumes."""
-    settings = TINY + ["checkpoint_every=4"]
+    """Rank 1 is given a run folder of its own, empty: it reads nothing and writes nothing, and still resumes. The
+    default two-stage run: stage 1 (4 episodes) is trained once and found finished by the resumed run, which goes on
+    with stage 2 from rank 0's checkpoint."""
+    settings = TINY + STAGE_2 + ["checkpoint_every=4"]
     pipeline = "pipelines/omniglot_protonet_gan.py"
     straight, broken = tmp_path / "straight", tmp_path / "broken"
-    runs = [_run_args(pipeline, straight, data_root, cache, settings + ["episodes=8"]),
-            _run_args(pipeline, broken, data_root, cache, settings + ["episodes=4"]),
-            _run_args(pipeline, broken, data_root, cache, settings + ["episodes=8"], "--resume")]
+    runs = [_run_args(pipeline, straight, data_root, cache, settings + ["hallucinator_episodes=8"]),
+            _run_args(pipeline, broken, data_root, cache, settings + ["hallucinator_episodes=4"]),
+            _run_args(pipeline, broken, data_root, cache, settings + ["hallucinator_episodes=8"], "--resume")]
     elsewhere = tmp_path / "rank1"
     mp.spawn(_rank_one_elsewhere, args=(runs, [_free_port() for _ in runs], str(tmp_path), str(elsewhere)), nprocs=2)
     assert not elsewhere.exists()
 
     for number in range(3):
         _assert_same(*(torch.load(tmp_path / f"run{number}-rank{r}.pt") for r in range(2)))
+    for number in range(2):  # the resumed run found stage 1 finished: no stage 1 trained in it
+        _assert_same(*(torch.load(tmp_path / f"run{number}-stage1-rank{r}.pt") for r in range(2)))
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(broken / "checkpoint.pt")
     assert a["sampler"] == b["sampler"] == {"seed": 0, "next_episode": 8, "world_size": 2}
     _assert_same(a["model"], b["model"])
     for optimizer in ("optimizer", "critic_optimizer"):
+        assert a[optimizer]["state"]
         for index, moments in a[optimizer]["state"].items():
             _assert_same(moments, b[optimizer]["state"][index])
+    stage1 = [load_checkpoint(path / "stage1" / "checkpoint.pt") for path in (straight, broken)]
+    assert stage1[0]["sampler"] == stage1[1]["sampler"] == {"seed": 0, "next_episode": 4, "world_size": 2}
+    _assert_same(stage1[0]["best_model"], stage1[1]["best_model"])
 
 
 def _rank_one_elsewhere(rank: int, runs: list[list[str]], ports: list[int], weights: str, elsewhere: str) -> None:
@@ -161,8 +181,8 @@ def _rank_one_elsewhere(rank: int, runs: list[list[str]], ports: list[int], weig
 
 def test_a_nan_on_one_rank_skips_the_step_on_both(omniglot, data_root, cache, tmp_path):
     out = tmp_path / "run"
-    _two_ranks([_run_args("pipelines/omniglot_protonet_gan.py", out, data_root, cache, TINY + ["episodes=4"])],
-               tmp_path, nan_at=2)
+    _two_ranks([_run_args("pipelines/omniglot_protonet_gan.py", out, data_root, cache,
+                          TINY + STAGE_2 + ["hallucinator_episodes=4"])], tmp_path, nan_at=2)
     _assert_same(*(torch.load(tmp_path / f"run0-rank{r}.pt") for r in range(2)))
     state = load_checkpoint(out / "checkpoint.pt")
     (row,) = [row for row in state["metrics"] if "skipped_steps" in row]
@@ -174,17 +194,20 @@ def test_torchrun_two_ranks_print_one_summary_and_write_one_set_of_files(omniglo
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "hallucinate.cli", *_run_args("pipelines/omniglot_protonet_gan.py", out, data_root, cache,
-                                             TINY + ["episodes=6"])]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                                             TINY + STAGE_2 + ["hallucinator_episodes=6"])]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
+    (line,) = result.stdout.splitlines()  # stage 2's summary; stage 1 prints none
     assert json.loads(line)["episodes"] == 6
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "stage1"]
+    assert sorted(p.name for p in (out / "stage1").iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl"]
     rows = [json.loads(row) for row in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["episode"] for row in rows] == [6, 6] and rows[0]["skipped_steps"] == 0 and "val_accuracy" in rows[1]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["sampler"]["world_size"] == 2 and state["metrics"] == rows
+    assert load_checkpoint(out / "stage1" / "checkpoint.pt")["sampler"] == {"seed": 0, "next_episode": 4,
+                                                                             "world_size": 2}
 
 
 def test_what_runs_in_one_process_only_is_refused_under_torchrun(tmp_path, monkeypatch):

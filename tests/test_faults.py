@@ -272,9 +272,12 @@ def test_killed_during_a_checkpoint_write_keeps_the_old_one_and_the_next_write_c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint.pt.prev"]
 
 
-# A run short enough for a test: 240 tiny GAN episodes, a checkpoint and a log row every 20, validation every 80.
+# A run short enough for a test: the default two-stage GAN pipeline on 16-pixel Omniglot (see TINY_STAGE_2 in
+# conftest.py), 240 tiny episodes in stage 1 and 400 in stage 2 (the calibrated GAN's, on the frozen embedding,
+# several times faster), a checkpoint and a log row every 20, validation every 80.
 TINY_RUN = ["n_way=5", "k_shot=1", "q_query=2", "episodes=240", "val_every=80", "val_episodes=5", "val_n_way=5",
-            "log_every=20", "checkpoint_every=20", "num_workers=0", "hallucinator_hidden=32", "critic_hidden=32"]
+            "log_every=20", "checkpoint_every=20", "num_workers=0", "hallucinator_hidden=32", "critic_hidden=32",
+            "hallucinator_episodes=400", "hallucinator_n_way=5", "hallucinator_q_query=2", "image_size=16"]
 
 
 def _run(out: Path, data_root, cache, *extra: str) -> list[str]:
@@ -308,9 +311,10 @@ def _inodes(checkpoint: Path) -> tuple[int, int] | None:
 
 def test_run_killed_twice_at_random_points_and_resumed_past_a_damaged_checkpoint_ends_as_an_uninterrupted_one(
         omniglot, data_root, cache, tmp_path, capsys):
-    """tests/test_checkpoint.py kills a run once, right after its first checkpoint. Here: killed at a random moment,
-    resumed, killed again at another, its last checkpoint then damaged (refused, naming the one before it), resumed
-    from that one. Every episode after a kill is replayed, and the result is bit for bit the uninterrupted run's."""
+    """tests/test_checkpoint.py kills a run once in each stage, right after the stage's first checkpoint. Here:
+    killed at a random moment of stage 1, resumed, killed again at one of stage 2, its last checkpoint then damaged
+    (refused, naming the one before it), resumed from that one. Every episode after a kill is replayed, and the
+    result is bit for bit the uninterrupted run's."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     seed = int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
@@ -320,17 +324,17 @@ def test_run_killed_twice_at_random_points_and_resumed_past_a_damaged_checkpoint
     killed = tmp_path / "killed"
     checkpoint = killed / "checkpoint.pt"
     stops = []
-    for resume in ([], ["--resume"]):
-        before = checkpoint.stat().st_ino if resume else None
+    for resume, stage_checkpoint in (([], killed / "stage1" / "checkpoint.pt"), (["--resume"], checkpoint)):
         process = subprocess.Popen(_run(killed, data_root, cache, *resume), cwd=REPO, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Two checkpoints of this session written (so a .prev exists), then a random moment up to 0.5 s later.
-        _wait_for(lambda: _inodes(checkpoint) is not None and before not in _inodes(checkpoint), process,
-                  "two new checkpoints")
+        # Two checkpoints of the stage written (so a .prev exists), then a random moment up to 0.5 s later.
+        _wait_for(lambda: _inodes(stage_checkpoint) is not None, process, "two checkpoints of the stage")
         time.sleep(rng.uniform(0, 0.5))
         _kill(process)
-        stops.append(load_checkpoint(checkpoint)["sampler"]["next_episode"])
-    assert 0 < stops[0] < stops[1] < 240, (stops, seed)
+        stops.append(load_checkpoint(stage_checkpoint)["sampler"]["next_episode"])
+        if not resume:  # killed in stage 1: stage 2 had not begun
+            assert not checkpoint.exists()
+    assert 0 < stops[0] < 240 and 0 < stops[1] < 400, (stops, seed)
 
     half = checkpoint.read_bytes()[:checkpoint.stat().st_size // 2]  # a new file: .prev may share the old one's inode
     (killed / "half").write_bytes(half)
@@ -350,16 +354,23 @@ def test_run_killed_twice_at_random_points_and_resumed_past_a_damaged_checkpoint
                  "best_val_accuracy", "best_episode"):
         _assert_same(expected[part], resumed[part], f"{part} (kills at {stops}, seed {seed})")
     _assert_same(expected["rng"]["hallucination"], resumed["rng"]["hallucination"], "rng.hallucination")
-    # The global generator ends one draw further per resumed session (two here): the DataLoader iterator takes its
-    # base seed from it after the checkpoint's state is restored. Nothing in this pipeline draws from it afterwards
-    # (the weights above are equal), but anything that did (dropout) would diverge after a resume. Equal states
-    # (that fixed) pass too; any other difference fails.
-    advanced = torch.Generator()
-    advanced.set_state(expected["rng"]["torch"])
-    for _ in range(2):
-        torch.empty((), dtype=torch.int64).random_(generator=advanced)
-    assert any(torch.equal(state, resumed["rng"]["torch"]) for state in (expected["rng"]["torch"],
-                                                                         advanced.get_state())), "rng.torch"
+    # Stage 2 draws its episodes from the features, without a DataLoader: its global generator ends where the
+    # uninterrupted run's does.
+    _assert_same(expected["rng"]["torch"], resumed["rng"]["torch"], "rng.torch")
     timing_free = [[{k: v for k, v in row.items() if k != "episodes_per_s"} for row in state["metrics"]]
                    for state in (expected, resumed)]
     _assert_same(timing_free[0], timing_free[1], "metrics")
+
+    # Stage 1, resumed once (the later sessions found it finished and left it as it was).
+    expected, resumed = (load_checkpoint(path / "stage1" / "checkpoint.pt") for path in (tmp_path / "straight", killed))
+    for part in ("model", "best_model", "optimizer", "scheduler", "sampler", "best_val_accuracy", "best_episode"):
+        _assert_same(expected[part], resumed[part], f"stage1 {part} (kills at {stops}, seed {seed})")
+    # On images, the global generator ends one draw further per resumed session (one here): the DataLoader iterator
+    # takes its base seed from it after the checkpoint's state is restored. Nothing in this pipeline draws from it
+    # afterwards (the weights above are equal), but anything that did (dropout) would diverge after a resume. Equal
+    # states (that fixed) pass too; any other difference fails.
+    advanced = torch.Generator()
+    advanced.set_state(expected["rng"]["torch"])
+    torch.empty((), dtype=torch.int64).random_(generator=advanced)
+    assert any(torch.equal(state, resumed["rng"]["torch"]) for state in (expected["rng"]["torch"],
+                                                                         advanced.get_state())), "stage1 rng.torch"

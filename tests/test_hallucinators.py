@@ -2,23 +2,37 @@
 import pytest
 import torch
 
-from hallucinate.hallucinators import (HALLUCINATORS, AnalogyHallucinator, DistributionCalibration, analogy_loss,
-                                       hallucinate, sample_seeds)
+from hallucinate.hallucinators import (HALLUCINATORS, AnalogyHallucinator, CalibratedGANHallucinator,
+                                       DistributionCalibration, GANHallucinator, analogy_loss, hallucinate,
+                                       sample_seeds)
 from hallucinate.hallucinators.calibration import tukey
 from hallucinate.training import EpisodicConfig
 
 DIM = 6
+# Every registered hallucinator with its default settings, and the GAN's other generator (the noise GAN).
+VARIANTS = [(name, {}) for name in sorted(HALLUCINATORS)] + [("gan", {"gan_generator": "noise"})]
+VARIANT_IDS = [name + "".join(f"-{v}" for v in settings.values()) for name, settings in VARIANTS]
+# Those whose synthetic features start at their seed (calibration and the calibrated GAN pull it to base classes).
+AROUND_SEED = [(v, i) for v, i in zip(VARIANTS, VARIANT_IDS) if i in ("analogy", "gan-noise", "mlp")]
 
 
-def _ready(name: str):
+def _ready(name: str, **settings):
     """A hallucinator as it is after training (or, for calibration, after fitting on base classes)."""
     torch.manual_seed(0)
-    hallucinator = HALLUCINATORS[name](feature_dim=DIM, config=EpisodicConfig(hallucinator_hidden=16, noise_dim=4))
+    config = EpisodicConfig(hallucinator_hidden=16, noise_dim=4, **settings)
+    hallucinator = HALLUCINATORS[name](feature_dim=DIM, config=config)
     base = torch.rand(4, 10, DIM)  # 4 base classes, 10 examples each; non-negative like ReLU features
+    base_labels = torch.arange(4).repeat_interleave(10)
     if isinstance(hallucinator, DistributionCalibration):
-        hallucinator.fit(base.flatten(0, 1), torch.arange(4).repeat_interleave(10))
-    if isinstance(hallucinator, AnalogyHallucinator):
-        hallucinator.observe(base)
+        hallucinator.fit(base.flatten(0, 1), base_labels)
+    if hallucinator.needs_frozen_embedding:  # the calibrated GAN: base statistics, as the training loop gives them
+        hallucinator.before_training(base.flatten(0, 1), base_labels)
+    if isinstance(hallucinator, AnalogyHallucinator):  # a training step banks the episode's within-class pairs
+        support, query = base[:, :5].flatten(0, 1), base[:, 5:].flatten(0, 1)
+        labels = torch.arange(4).repeat_interleave(5)
+        hallucinator.training_step(support, labels, query, labels, n_way=4, n_per_class=2,
+                                   rng=torch.Generator().manual_seed(0))
+        assert int(hallucinator.generator.banked) == 4 * 10  # every example's pair with the next (cyclic)
     return hallucinator
 
 
@@ -27,32 +41,52 @@ def _support(n_way=3, k_shot=2):
     return torch.rand(n_way * k_shot, DIM), torch.arange(n_way).repeat_interleave(k_shot)
 
 
-@pytest.mark.parametrize("name", sorted(HALLUCINATORS))
-def test_shapes_labels_and_real_features_kept(name):
+@pytest.mark.parametrize(("name", "settings"), VARIANTS, ids=VARIANT_IDS)
+def test_shapes_labels_weights_and_real_features_kept(name, settings):
     features, labels = _support()
-    out, out_labels = _ready(name)(features, labels, 4, torch.Generator().manual_seed(0))
+    out, out_labels, weights = _ready(name, **settings)(features, labels, 4, torch.Generator().manual_seed(0))
     assert out.shape == (6 + 12, DIM) and torch.equal(out[:6], features) and torch.equal(out_labels[:6], labels)
     assert out_labels[6:].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert torch.isfinite(out).all()
+    # Shot-aware weights (the default, synthetic_mass 1): real examples weigh 1, a class's 4 synthetic ones 1 in all.
+    assert torch.equal(weights, torch.tensor([1.0] * 6 + [1 / 4] * 12))
 
 
-@pytest.mark.parametrize("name", sorted(HALLUCINATORS))
-def test_same_rng_seed_same_synthetic_features(name):
+@pytest.mark.parametrize(("name", "settings"), VARIANTS, ids=VARIANT_IDS)
+def test_without_shot_aware_weights_every_example_weighs_one(name, settings):
     features, labels = _support()
-    hallucinator = _ready(name)
-    a, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(7))
-    b, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(7))
-    c, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(8))
+    hallucinator = _ready(name, shot_aware_weights=False, synthetic_mass=3.0, **settings)
+    assert hallucinator.synthetic_mass is None
+    _, _, weights = hallucinator(features, labels, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(weights, torch.ones(18))
+
+
+@pytest.mark.parametrize(("name", "settings"), VARIANTS, ids=VARIANT_IDS)
+def test_same_rng_seed_same_synthetic_features(name, settings):
+    features, labels = _support()
+    hallucinator = _ready(name, **settings)
+    a, _, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(7))
+    b, _, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(7))
+    c, _, _ = hallucinator(features, labels, 3, torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.parametrize("name", sorted(set(HALLUCINATORS) - {"calibration"}))
-def test_synthetic_features_stay_nearer_their_seed_class_than_others(name):
+def test_gan_settings_build_the_chosen_generator():
+    assert isinstance(_ready("gan"), CalibratedGANHallucinator)  # the default
+    noise = _ready("gan", gan_generator="noise")
+    assert isinstance(noise, GANHallucinator) and not isinstance(noise, CalibratedGANHallucinator)
+    with pytest.raises(ValueError, match="calibrated, noise"):
+        HALLUCINATORS["gan"](feature_dim=DIM, config=EpisodicConfig(gan_generator="gaussian"))
+
+
+@pytest.mark.parametrize(("name", "settings"), [v for v, _ in AROUND_SEED], ids=[i for _, i in AROUND_SEED])
+def test_synthetic_features_stay_nearer_their_seed_class_than_others(name, settings):
     """Well-separated classes: what a learned hallucinator adds to a class, untrained, lies nearest that class's
-    real mean. (Calibration is left out by design: it pulls each seed toward its nearest *base* classes.)"""
+    real mean. (Calibration and the calibrated GAN are left out by design: they pull each seed toward its nearest
+    *base* classes.)"""
     labels = torch.arange(3).repeat_interleave(2)
     features = 10 * torch.eye(3, DIM)[labels] + 0.1 * torch.rand(6, DIM)
-    out, out_labels = _ready(name)(features, labels, 5, torch.Generator().manual_seed(0))
+    out, out_labels, _ = _ready(name, **settings)(features, labels, 5, torch.Generator().manual_seed(0))
     means = torch.stack([features[labels == c].mean(0) for c in range(3)])
     assert torch.equal(torch.cdist(out[6:], means).argmin(1), out_labels[6:])
 
@@ -134,7 +168,10 @@ def test_seeds_drawn_with_the_number_of_classes_given_are_those_read_from_the_la
 
 def test_functional_face_with_no_synthetic_examples_returns_the_inputs():
     features, labels = _support()
-    assert hallucinate(features, labels, 0, generator=None) == (features, labels)
+    out, out_labels, weights = hallucinate(features, labels, 0, generator=None)
+    assert out is features and out_labels is labels and torch.equal(weights, torch.ones(len(features)))
+    given = torch.rand(len(features))
+    assert hallucinate(features, labels, 0, generator=None, weights=given)[2] is given
 
 
 def test_calibration_samples_from_a_singular_covariance():
@@ -144,6 +181,6 @@ def test_calibration_samples_from_a_singular_covariance():
     calibration = DistributionCalibration(feature_dim=4, k=1, alpha=0.0, tukey=1.0)
     calibration.fit(features, torch.arange(4).repeat_interleave(10))
     seeds = torch.rand(3, 4, generator=torch.Generator().manual_seed(1))
-    out, _ = calibration(seeds, torch.arange(3), 5, torch.Generator().manual_seed(0))
+    out, _, _ = calibration(seeds, torch.arange(3), 5, torch.Generator().manual_seed(0))
     # No variance along feature 3: every sample sits at the calibrated mean there, (base mean 0 + seed) / 2.
     assert torch.isfinite(out).all() and torch.allclose(out[3:, 3], (seeds[:, 3] / 2).repeat_interleave(5), atol=1e-5)

@@ -9,7 +9,7 @@ from hallucinate.training import EpisodicConfig
 
 FEATURE_SHAPE = (2, 16, 16)  # a map the relation module can pool twice, an "image" MAML's Conv-4 can take
 N_WAY, K_SHOT, N_QUERY = 3, 2, 4
-FIT_ONLY_HEAD = {"baseline", "baseline_pp"}  # fit a new head on frozen support features: no gradient to them
+FIT_ONLY_HEAD = {"baseline", "baseline_pp", "logistic"}  # fit a new head on frozen support features: no gradient to them
 
 
 def _episode(seed: int = 0):

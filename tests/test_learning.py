@@ -8,7 +8,8 @@ from hallucinate.evaluation import evaluate
 
 
 @pytest.mark.parametrize("pipeline, settings, threshold", [
-    ("pipelines/omniglot_protonet_gan.py", ["n_way=20", "episodes=300"], 80),
+    # Two stages: 300 episodes of the plain pipeline's, then 100 of the calibrated GAN on the frozen embedding.
+    ("pipelines/omniglot_protonet_gan.py", ["n_way=20", "episodes=300", "hallucinator_episodes=100"], 80),
     ("pipelines/omniglot_protonet.py", ["n_way=20", "episodes=200"], 80),
     ("pipelines/omniglot_matching.py", ["episodes=150"], 60),
     ("pipelines/omniglot_relation.py", ["episodes=150"], 60),

@@ -118,7 +118,7 @@ def feature_quality(generator, bank: torch.Tensor, labels: np.ndarray, *, classe
     seed_features, real_a, labels_a, real_b, labels_b = split_real(bank, labels, classes=classes, seed=seed)
     n_classes, per_class = len(seed_features), len(real_b) // len(seed_features)
     seed_labels = torch.arange(n_classes, device=bank.device)
-    generated, generated_labels = hallucinate(seed_features, seed_labels, per_class, generator,
+    generated, generated_labels, _ = hallucinate(seed_features, seed_labels, per_class, generator,
                                               torch.Generator(device=bank.device).manual_seed(seed))
     synthetic, synthetic_labels = generated[n_classes:], generated_labels[n_classes:]
     predict = fit_logistic_regression(real_a, labels_a)

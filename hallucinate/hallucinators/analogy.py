@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .functional import Hallucinator
+from .functional import Hallucinator, TrainingStep
 
 
 class AnalogyGenerator(nn.Module):
@@ -80,16 +80,25 @@ def analogy_loss(generator: AnalogyGenerator, grouped: torch.Tensor) -> torch.Te
 class AnalogyHallucinator(Hallucinator):
     per_process_state = True  # each process would bank its own episodes' pairs
 
-    def __init__(self, *, feature_dim: int, hidden: int = 256, bank_size: int = 512, analogy_weight: float = 1.0):
+    def __init__(self, *, feature_dim: int, hidden: int = 256, bank_size: int = 512, analogy_weight: float = 1.0,
+                 synthetic_mass: float | None = None):
         super().__init__()
         self.generator = AnalogyGenerator(feature_dim, hidden, bank_size)
         self.analogy_weight = analogy_weight
+        self.synthetic_mass = synthetic_mass
 
-    def observe(self, grouped: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One training episode's real features ``[n_way, n, D]`` (detached): bank their pairs and return the
-        weighted analogy loss. Called by the training loop before it hallucinates."""
+    def training_step(self, support, support_labels, query, query_labels, *, n_way, n_per_class, rng=None,
+                      class_ids=None) -> TrainingStep:
+        """Bank the pairs of the episode's real features (support and query, detached) first, so that this
+        episode's synthetic examples can already use them, and add the weighted analogy loss."""
+        k_shot, q_query = len(support) // n_way, len(query) // n_way
+        grouped = torch.cat([support.detach().unflatten(0, (n_way, k_shot)),
+                             query.detach().unflatten(0, (n_way, q_query))], 1)
         self.generator.remember(within_class_pairs(grouped).flatten(0, 1))
-        return {"analogy": self.analogy_weight * analogy_loss(self.generator, grouped)}
+        step = super().training_step(support, support_labels, query, query_labels, n_way=n_way,
+                                     n_per_class=n_per_class, rng=rng)
+        step.losses["analogy"] = self.analogy_weight * analogy_loss(self.generator, grouped)
+        return step
 
     def before_validation(self, model: nn.Module, base_split, *, seed: int, device: torch.device,
                           precision: str) -> None:

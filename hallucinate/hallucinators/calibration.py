@@ -24,6 +24,7 @@ class CalibratedSampler(nn.Module):
         self.feature_dim, self.k, self.alpha, self.power = feature_dim, k, alpha, power
         self.register_buffer("means", torch.zeros(0, feature_dim), persistent=False)
         self.register_buffer("covariances", torch.zeros(0, feature_dim, feature_dim), persistent=False)
+        self._roots: dict[tuple, torch.Tensor] = {}  # square roots already taken, by (nearest classes, alpha)
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "CalibratedSampler":
@@ -38,16 +39,17 @@ class CalibratedSampler(nn.Module):
         transformed = tukey(features.double(), self.power)
         self.means = torch.stack([transformed[labels == c].mean(0) for c in classes]).float()
         self.covariances = torch.stack([transformed[labels == c].T.cov() for c in classes]).float()
+        self._roots = {}
         return self
 
     def calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The calibrated mean ``[n, D]`` and covariance ``[n, D, D]`` of each seed, in the transformed space."""
-        mean, covariance, which = self._calibrate(seed)
+        mean, covariance, which, _ = self._calibrate(seed)
         return mean, covariance[which]
 
-    def _calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Means ``[n, D]``; covariances ``[u, D, D]`` of the u distinct sets of nearest base classes (the seeds of
-        one class share theirs), and which of them each seed has ``[n]``."""
+    def _calibrate(self, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Means ``[n, D]``; covariances ``[u, D, D]`` of the u distinct sets ``[u, k]`` of nearest base classes (the
+        seeds of one class share theirs), and which of them each seed has ``[n]``."""
         if len(self.means) == 0:
             raise RuntimeError("distribution calibration has no base-class statistics: call fit(features, labels) "
                                "on base-class features first")
@@ -56,25 +58,35 @@ class CalibratedSampler(nn.Module):
         mean = (self.means[nearest].sum(1) + transformed) / (self.k + 1)
         sets, which = nearest.unique(dim=0, return_inverse=True)
         covariance = self.covariances[sets].mean(1) + self.alpha * torch.eye(self.feature_dim, device=seed.device)
-        return mean, covariance, which
+        return mean, covariance, which, sets
 
     def forward(self, seed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        mean, covariance, which = self._calibrate(seed)
+        mean, covariance, which, sets = self._calibrate(seed)
         # A symmetric square root, not Cholesky: with alpha = 0 a covariance of dead (always-zero) features is only
-        # positive semi-definite.
-        values, vectors = torch.linalg.eigh(covariance)
-        root = vectors * values.clamp_min(0).sqrt().unsqueeze(1)
-        sample = mean + (root[which] @ noise.unsqueeze(2)).squeeze(2)
-        return tukey(sample, 1 / self.power)
+        # positive semi-definite. An evaluation meets the same sets of nearest classes again and again, so each
+        # root is taken once (`fit` forgets them).
+        keys = [(tuple(row), self.alpha) for row in sets.tolist()]
+        new = [i for i, key in enumerate(keys) if key not in self._roots]
+        if new:
+            values, vectors = torch.linalg.eigh(covariance[new])
+            for i, root in zip(new, vectors * values.clamp_min(0).sqrt().unsqueeze(1)):
+                self._roots[keys[i]] = root
+        deviation = torch.empty_like(noise)
+        for u, key in enumerate(keys):  # one matrix product per set (indexing a root per seed would copy n of them)
+            members = (which == u).nonzero().squeeze(1)
+            deviation[members] = noise[members] @ self._roots[key].T
+        return tukey(mean + deviation, 1 / self.power)
 
     def sample_noise(self, n: int, like: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         return gaussian_noise(n, self.feature_dim, like, rng)
 
 
 class DistributionCalibration(Hallucinator):
-    def __init__(self, *, feature_dim: int, k: int = 2, alpha: float = 0.21, tukey: float = 0.5):
+    def __init__(self, *, feature_dim: int, k: int = 2, alpha: float = 0.21, tukey: float = 0.5,
+                 synthetic_mass: float | None = None):
         super().__init__()
         self.generator = CalibratedSampler(feature_dim, k, alpha, tukey)
+        self.synthetic_mass = synthetic_mass
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "DistributionCalibration":
         self.generator.fit(features, labels)
@@ -82,16 +94,18 @@ class DistributionCalibration(Hallucinator):
 
 
 def use_calibration(model, base_split, *, device: torch.device, n_synthetic: int, precision: str = "fp32",
-                    cache=None) -> None:
+                    cache=None, synthetic_mass: float | None = None) -> None:
     """Give ``model`` a distribution-calibration hallucinator fitted on its backbone's features of ``base_split``
-    (the train split, without augmentation), adding ``n_synthetic`` examples per class, with the settings in
-    ``model.config``. Replaces any hallucinator the model had."""
+    (the train split, without augmentation), adding ``n_synthetic`` examples per class, each weighing
+    ``synthetic_mass / n_synthetic`` (None: 1, Yang et al.'s pooling), with the settings in ``model.config``.
+    Replaces any hallucinator the model had."""
     from ..evaluation.episodes import feature_bank
 
     bank = feature_bank(model, base_split, device=device, precision=precision, cache=cache)
     config = model.config
     calibration = DistributionCalibration(feature_dim=bank.shape[1], k=config.calibration_k,
-                                          alpha=config.calibration_alpha, tukey=config.calibration_tukey)
+                                          alpha=config.calibration_alpha, tukey=config.calibration_tukey,
+                                          synthetic_mass=synthetic_mass)
     model.hallucinator = calibration.fit(bank, torch.as_tensor(base_split.labels, device=bank.device)).to(device)
     model.n_synthetic = n_synthetic
     model.hallucinating = n_synthetic > 0

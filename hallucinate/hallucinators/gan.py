@@ -1,9 +1,12 @@
-"""The GAN hallucinator: a generator trained jointly with the learner (Wang et al. 2018) and adversarially against
-a class-conditional WGAN-GP critic with an anti-collapse term (Li et al. 2020, AFHN)."""
+"""The noise GAN hallucinator (the design before the calibrated GAN, kept for comparison): Gaussian noise around the
+seed, a generator trained jointly with the learner (Wang et al. 2018) and adversarially against a class-conditional
+WGAN-GP critic with an anti-collapse term (Li et al. 2020, AFHN), the critic's real samples the episode's queries."""
 import torch
 from torch import nn
 
+from .functional import TrainingStep, sample_seeds
 from .mlp import MLPHallucinator
+from ..learners.protonet import class_means
 
 
 class Critic(nn.Module):
@@ -42,8 +45,43 @@ def same_class_gap(features: torch.Tensor) -> torch.Tensor:
 
 
 class GANHallucinator(MLPHallucinator):
-    """The MLP hallucinator plus the critic that trains its generator adversarially (the critic only trains)."""
+    """The MLP hallucinator plus the critic that trains its generator adversarially (the critic only trains). The
+    condition is the class's mean support feature; the adversarial terms train G alone (its seeds are detached, so
+    they cannot pull the backbone)."""
 
-    def __init__(self, *, feature_dim: int, noise_dim: int = 64, hidden: int = 256, critic_hidden: int = 256):
-        super().__init__(feature_dim=feature_dim, noise_dim=noise_dim, hidden=hidden)
+    def __init__(self, *, feature_dim: int, noise_dim: int = 64, hidden: int = 256, critic_hidden: int = 256,
+                 synthetic_mass: float | None = None, adversarial_weight: float = 0.1,
+                 anti_collapse_weight: float = 1.0, gradient_penalty_weight: float = 10.0):
+        super().__init__(feature_dim=feature_dim, noise_dim=noise_dim, hidden=hidden, synthetic_mass=synthetic_mass)
         self.critic = Critic(feature_dim, critic_hidden)
+        self.adversarial_weight, self.anti_collapse_weight = adversarial_weight, anti_collapse_weight
+        self.gradient_penalty_weight = gradient_penalty_weight
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters())
+
+    def training_step(self, support, support_labels, query, query_labels, *, n_way, n_per_class, rng=None,
+                      class_ids=None) -> TrainingStep:
+        generator = self.generator
+        seeds = sample_seeds(support_labels, n_per_class, rng, n_way=n_way)
+        noise = generator.sample_noise(len(seeds), support, rng)
+        synthetic = generator(support[seeds], noise)
+        k_shot, q_query = len(support) // n_way, len(query) // n_way
+        real = torch.cat([support.detach().unflatten(0, (n_way, k_shot)),
+                          query.detach().unflatten(0, (n_way, q_query))], 1)
+        detached_seeds = support[seeds].detach()
+        condition = class_means(support.detach(), support_labels, n_way)[support_labels[seeds]]
+        fake = generator(detached_seeds, noise)
+        other = generator(detached_seeds, generator.sample_noise(len(seeds), support, rng))
+        losses = {"adversarial": -self.adversarial_weight * self.critic(fake, condition).mean(),
+                  "anti_collapse": self.anti_collapse_weight * anti_collapse(fake, other, same_class_gap(real))}
+        real_queries = query.detach()[sample_seeds(query_labels, n_per_class, rng, n_way=n_way)]
+        fake = fake.detach()
+
+        def critic_losses() -> dict[str, torch.Tensor]:
+            return {"critic": self.critic(fake, condition).mean() - self.critic(real_queries, condition).mean(),
+                    "gradient_penalty": self.gradient_penalty_weight
+                    * gradient_penalty(self.critic, real_queries, fake, condition, rng)}
+
+        return self._augmented(support, support_labels, seeds, synthetic, n_per_class, losses=losses,
+                               critic_losses=critic_losses)

@@ -25,6 +25,8 @@ class FeatureGenerator(nn.Module):
 
 
 class MLPHallucinator(Hallucinator):
-    def __init__(self, *, feature_dim: int, noise_dim: int = 64, hidden: int = 256):
+    def __init__(self, *, feature_dim: int, noise_dim: int = 64, hidden: int = 256,
+                 synthetic_mass: float | None = None):
         super().__init__()
         self.generator = FeatureGenerator(feature_dim, noise_dim, hidden)
+        self.synthetic_mass = synthetic_mass

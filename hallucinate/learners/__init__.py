@@ -1,5 +1,7 @@
-"""Learners: ``forward(support, support_labels, query) -> logits [n_query, n_way]``, pure on every call. A caller
-that knows the episode's number of ways passes it too, ``forward(..., n_way=N)``; otherwise the learner reads it from
+"""Learners: ``forward(support, support_labels, query, support_weights=None) -> logits [n_query, n_way]``, pure on
+every call. ``support_weights`` ``[n_support]`` says how much each support example counts (none: 1 each); every
+learner honours it (weighted class means, attention, pair scores, inner-loop and fitted-head losses). A caller that
+knows the episode's number of ways passes it too, ``forward(..., n_way=N)``; otherwise the learner reads it from
 the labels, which on a GPU makes the host wait for the device (the training loop passes it, so its steps never wait).
 
 ``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, config) -> learner``: ``feature_shape`` is what
@@ -12,6 +14,7 @@ from ..registry import Registry
 from .matching import MatchingNetworks, matching
 from .maml import MAML, anil, maml
 from .finetune import CosineClassifier, FineTuneClassifier, baseline, baseline_pp
+from .logistic import LogisticRegression, logistic
 from .protonet import PrototypicalNetworks, class_means, protonet, squared_euclidean
 from .relation import RelationNetworks, relation
 from .siamese import SiameseNetworks, siamese
@@ -20,6 +23,7 @@ LEARNERS = Registry("learner")
 LEARNERS["protonet"] = protonet
 LEARNERS["baseline"] = baseline
 LEARNERS["baseline_pp"] = baseline_pp
+LEARNERS["logistic"] = logistic
 LEARNERS["matching"] = matching
 LEARNERS["relation"] = relation
 LEARNERS["siamese"] = siamese
@@ -34,6 +38,7 @@ def episode_loss(learner: nn.Module, logits: torch.Tensor, labels: torch.Tensor)
     return nn.functional.cross_entropy(logits, labels)
 
 
-__all__ = ["CosineClassifier", "FineTuneClassifier", "LEARNERS", "MAML", "MatchingNetworks", "PrototypicalNetworks",
-           "RelationNetworks", "SiameseNetworks", "anil", "baseline", "baseline_pp", "class_means", "episode_loss",
-           "maml", "matching", "protonet", "relation", "siamese", "squared_euclidean"]
+__all__ = ["CosineClassifier", "FineTuneClassifier", "LEARNERS", "LogisticRegression", "MAML", "MatchingNetworks",
+           "PrototypicalNetworks", "RelationNetworks", "SiameseNetworks", "anil", "baseline", "baseline_pp",
+           "class_means", "episode_loss", "logistic", "maml", "matching", "protonet", "relation", "siamese",
+           "squared_euclidean"]

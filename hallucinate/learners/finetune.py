@@ -40,18 +40,27 @@ class CosineClassifier(nn.Module):
 HEADS = {"linear": nn.Linear, "cosine": CosineClassifier}
 
 
-def linear_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor,
+                    example_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Gradient of the mean cross-entropy of ``x @ weight.T`` (the bias is ``weight``'s last column and ``x``'s
-    last column is ones) against one-hot ``targets``."""
-    return (torch.softmax(x @ weight.T, 1) - targets).T @ x / len(x)
+    last column is ones) against one-hot ``targets``, each example's term scaled by ``example_weights``."""
+    error = torch.softmax(x @ weight.T, 1) - targets
+    if example_weights is not None:
+        error = error * example_weights.unsqueeze(1)
+    return error.T @ x / len(x)
 
 
-def cosine_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
+def cosine_gradient(weight: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, scale: float,
+                    example_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Gradient of the mean cross-entropy of ``scale * cos(x, weight)`` for unit rows ``x``: through the direction
-    ``w / |w|`` of each class weight, so it is orthogonal to ``w`` and shrinks as ``|w|`` grows."""
+    ``w / |w|`` of each class weight, so it is orthogonal to ``w`` and shrinks as ``|w|`` grows. Each example's
+    term is scaled by ``example_weights``."""
     norm = weight.norm(dim=1, keepdim=True)
     direction = weight / norm
-    d_direction = scale * (torch.softmax(scale * x @ direction.T, 1) - targets).T @ x / len(x)
+    error = torch.softmax(scale * x @ direction.T, 1) - targets
+    if example_weights is not None:
+        error = error * example_weights.unsqueeze(1)
+    d_direction = scale * error.T @ x / len(x)
     return (d_direction - direction * (d_direction * direction).sum(1, keepdim=True)) / norm
 
 
@@ -64,8 +73,9 @@ class FineTuneClassifier(nn.Module):
     gradient written out: autograd and the optimizer cost about 4x more per step, and there are 200 steps an
     episode. The head's initialisation (``nn.Linear``'s) and the orders come from a generator seeded with ``seed``
     inside every call, so the same inputs give the same logits, and the global random state is left alone.
-    Hallucinated support features are simply more support rows. Fitting runs in float32 whatever the grad mode or
-    autocast it is called under; the logits stay differentiable with respect to ``query``."""
+    Hallucinated support features are more support rows, each example's loss scaled by its support weight over the
+    support set's mean weight (so unit weights are Chen et al.'s plain mean). Fitting runs in float32 whatever the
+    grad mode or autocast it is called under; the logits stay differentiable with respect to ``query``."""
 
     def __init__(self, head: str = "linear", *, passes: int = 100, lr: float = 0.01, batch_size: int = 4,
                  seed: int = 0):
@@ -74,8 +84,8 @@ class FineTuneClassifier(nn.Module):
             raise ValueError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
         self.head, self.passes, self.lr, self.batch_size, self.seed = head, passes, lr, batch_size, seed
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
-                n_way: int | None = None) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
         n_way = ways(support_labels, n_way)
         scale = cosine_scale(n_way)
         generator = torch.Generator().manual_seed(self.seed)
@@ -89,13 +99,15 @@ class FineTuneClassifier(nn.Module):
             weight = torch.empty(n_way, x.shape[1]).uniform_(-bound, bound, generator=generator).to(x.device)
             orders = torch.rand(self.passes, len(x), generator=generator).argsort(1).to(x.device)
             targets = nn.functional.one_hot(support_labels, n_way).float()
+            relative = None if support_weights is None else support_weights.float() / support_weights.float().mean()
             momentum = None
             for order in orders:
                 for batch in order.split(self.batch_size):
+                    batch_weights = None if relative is None else relative[batch]
                     if self.head == "linear":
-                        gradient = linear_gradient(weight, x[batch], targets[batch])
+                        gradient = linear_gradient(weight, x[batch], targets[batch], batch_weights)
                     else:
-                        gradient = cosine_gradient(weight, x[batch], targets[batch], scale)
+                        gradient = cosine_gradient(weight, x[batch], targets[batch], scale, batch_weights)
                     gradient = gradient + 1e-3 * weight  # weight decay
                     momentum = gradient if momentum is None else 0.9 * momentum + (1 - 0.9) * gradient
                     weight = weight - self.lr * momentum

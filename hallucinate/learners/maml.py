@@ -17,8 +17,9 @@ from ..episode import ways
 
 class MAML(nn.Module):
     """``forward(support, support_labels, query) -> logits [n_query, n_way]``: ``inner_steps`` steps of plain SGD
-    (learning rate ``inner_lr``) on the support set's cross-entropy, starting from ``network``'s parameters, then
-    ``network`` with the adapted parameters applied to ``query``. ``network`` maps inputs to ``[B, n_way]`` logits.
+    (learning rate ``inner_lr``) on the support set's (support-weighted) cross-entropy, starting from ``network``'s
+    parameters, then ``network`` with the adapted parameters applied to ``query``. ``network`` maps inputs to
+    ``[B, n_way]`` logits.
 
     Pure on every call: the adapted parameters live only inside ``forward``; ``network`` is never modified (a network
     with batch norm should keep no running statistics, see the module's docstring). With grad enabled (training), the
@@ -42,8 +43,8 @@ class MAML(nn.Module):
         last = self.network[-1] if isinstance(self.network, nn.Sequential) else self.network
         return last.out_features
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
-                n_way: int | None = None) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("MAML adapts by gradient descent inside forward, which torch.inference_mode() forbids; "
                                "evaluate it under torch.no_grad() instead")
@@ -57,7 +58,7 @@ class MAML(nn.Module):
             for _ in range(self.inner_steps):
                 logits = functional_call(self.network, params, (support,))
                 self._check_ways(logits, n_way)
-                loss = nn.functional.cross_entropy(logits, support_labels)
+                loss = weighted_cross_entropy(logits, support_labels, support_weights)
                 grads = torch.autograd.grad(loss, list(params.values()),
                                             create_graph=differentiable and not self.first_order)
                 params = {name: p - self.inner_lr * g for (name, p), g in zip(params.items(), grads)}
@@ -72,6 +73,15 @@ class MAML(nn.Module):
         if logits.shape[-1] != n_way:
             raise ValueError(f"this MAML network has {logits.shape[-1]} outputs (a fixed number of ways) but the "
                              f"episode has {n_way} classes; train and evaluate it on {logits.shape[-1]}-way episodes")
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy averaged with ``weights`` ``[n]`` (none: the plain mean)."""
+    if weights is None:
+        return nn.functional.cross_entropy(logits, labels)
+    weights = weights.to(logits.dtype)
+    return (nn.functional.cross_entropy(logits, labels, reduction="none") * weights).sum() / weights.sum()
 
 
 def maml(*, feature_shape: tuple[int, ...], config) -> MAML:

@@ -14,9 +14,15 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def attention_log_probabilities(query: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor,
-                                n_way: int, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """``log sum_i a(x, x_i) y_i`` with ``a`` the softmax over the support set of the scaled cosine similarities."""
-    attention = (scale * cosine_similarity(query, support)).softmax(dim=1)
+                                n_way: int, scale: torch.Tensor | float = 1.0,
+                                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``log sum_i a(x, x_i) y_i`` with ``a`` the softmax over the support set of the scaled cosine similarities;
+    support example i's attention is multiplied by ``weights[i]`` before normalising (the softmax of
+    ``scale * cos + log w``)."""
+    similarity = scale * cosine_similarity(query, support)
+    if weights is not None:
+        similarity = similarity + weights.to(similarity.dtype).log().unsqueeze(0)
+    attention = similarity.softmax(dim=1)
     probabilities = attention @ nn.functional.one_hot(support_labels, n_way).to(attention.dtype)
     return probabilities.clamp_min(1e-12).log()
 
@@ -65,12 +71,13 @@ class MatchingNetworks(nn.Module):
         self.support_context = SupportContext(feature_dim) if full_context else None
         self.query_context = QueryContext(feature_dim, processing_steps) if full_context else None
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
-                n_way: int | None = None) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
         if self.support_context is not None:
             support = self.support_context(support)
             query = self.query_context(query, support)
-        return attention_log_probabilities(query, support, support_labels, ways(support_labels, n_way), self.scale)
+        return attention_log_probabilities(query, support, support_labels, ways(support_labels, n_way), self.scale,
+                                           support_weights)
 
 
 def matching(*, feature_shape: tuple[int, ...], config) -> MatchingNetworks:

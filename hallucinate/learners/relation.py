@@ -30,8 +30,9 @@ class RelationModule(nn.Module):
 
 
 class RelationNetworks(nn.Module):
-    """Each class is the mean feature map of its support examples (Sung et al. sum the K shots; the mean keeps a
-    class map at one scale however many synthetic examples join it); ``forward`` returns relation scores."""
+    """Each class is the (support-weighted) mean feature map of its support examples (Sung et al. sum the K shots;
+    the mean keeps a class map at one scale however many synthetic examples join it); ``forward`` returns relation
+    scores."""
 
     def __init__(self, feature_shape: tuple[int, int, int], *, hidden: int = 8):
         super().__init__()
@@ -40,10 +41,10 @@ class RelationNetworks(nn.Module):
         self.feature_shape = tuple(feature_shape)
         self.relation = RelationModule(self.feature_shape, hidden)
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
-                n_way: int | None = None) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
         n_way = ways(support_labels, n_way)
-        classes = class_means(support, support_labels, n_way).unflatten(1, self.feature_shape)
+        classes = class_means(support, support_labels, n_way, support_weights).unflatten(1, self.feature_shape)
         queries = query.unflatten(1, self.feature_shape)
         n_query = len(queries)
         pairs = torch.cat([classes.unsqueeze(0).expand(n_query, -1, -1, -1, -1),

@@ -11,8 +11,8 @@ from .protonet import class_means
 
 class SiameseNetworks(nn.Module):
     """``forward`` scores each query against every support example, ``log-odds = w . |q - s| + b``, and gives each
-    class the mean log-odds of its examples (at 1-shot: the one pair's). ``loss`` is binary cross-entropy on the
-    pairs with the positives weighted up to balance the N-1 negatives of each query.
+    class the (support-weighted) mean log-odds of its examples (at 1-shot: the one pair's). ``loss`` is binary
+    cross-entropy on the pairs with the positives weighted up to balance the N-1 negatives of each query.
 
     Koch et al.'s 4096-unit sigmoid layer is left out: the pair distance is taken on the backbone's features, the
     space where the hallucinator adds examples."""
@@ -21,10 +21,10 @@ class SiameseNetworks(nn.Module):
         super().__init__()
         self.distance = nn.Linear(feature_dim, 1)
 
-    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, *,
-                n_way: int | None = None) -> torch.Tensor:
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
         pair_log_odds = self.distance((query.unsqueeze(1) - support.unsqueeze(0)).abs()).squeeze(2)
-        return class_means(pair_log_odds.T, support_labels, ways(support_labels, n_way)).T
+        return class_means(pair_log_odds.T, support_labels, ways(support_labels, n_way), support_weights).T
 
     @staticmethod
     def loss(log_odds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

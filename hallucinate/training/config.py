@@ -19,20 +19,37 @@ class EpisodicConfig:
     finetune_lr: float = 0.01
     pretrain_epochs: int = 0  # Baseline / Baseline++: epochs of mini-batch training on the base classes first
     pretrain_batch_size: int = 64
-    hallucinator: str = "none"  # "none" or a name in HALLUCINATORS: mlp, gan, analogy, calibration (test time only)
+    logistic_transform: str = "tukey_l2"  # logistic head: none, tukey, l2 or tukey_l2, on support and query alike
+    logistic_power: float = 0.5  # ... Tukey's exponent
+    logistic_l2: float = 1e-3  # ... L2 penalty on the weights
+    hallucinator: str = "none"  # "none" or a name in HALLUCINATORS: gan, mlp, analogy, calibration (test time only)
+    gan_generator: str = "calibrated"  # gan: "calibrated" (base-class statistics) or "noise" (the earlier design)
     n_synthetic: int = 5  # M: synthetic examples added to each class of the support set
+    shot_aware_weights: bool = True  # a class's synthetic examples weigh synthetic_mass in all (else 1 each)
+    synthetic_mass: float = 1.0  # kappa: their share of a class mean is kappa / (kappa + K), fading with K
     noise_dim: int = 64
     hallucinator_hidden: int = 256
     critic_hidden: int = 256
     adversarial_weight: float = 0.1
-    anti_collapse_weight: float = 1.0
+    anti_collapse_weight: float = 1.0  # noise GAN only
+    per_sample_weight: float = 1.0  # calibrated GAN: each synthetic feature alone must classify the queries
     gradient_penalty_weight: float = 10.0
     critic_lr: float = 1e-3
     analogy_weight: float = 1.0  # analogy hallucinator: weight of its analogy regression loss
-    calibration_k: int = 2  # distribution calibration: nearest base classes borrowed from (Yang et al.: 2)
+    calibration_k: int = 2  # calibration and calibrated GAN: nearest base classes borrowed from (Yang et al.: 2)
     calibration_alpha: float = 0.21  # ... added to the covariance's diagonal (Yang et al.'s mini-ImageNet value)
     calibration_tukey: float = 0.5  # ... Tukey's power transform exponent (Yang et al.: 0.5)
-    init_from: str = ""  # a checkpoint whose best backbone weights start the run (Baseline/++: skips pre-training)
+    calibration_rank: int = 16  # calibrated GAN: principal directions kept of each base class's covariance
+    # Two stages when hallucinator_episodes > 0: stage 1 trains the embedding without a hallucinator (the settings
+    # above and below, in OUT/stage1), stage 2 freezes it and trains the hallucinator (with the learner) on
+    # hallucinator_* episodes of the base classes' features. 0: one stage, the hallucinator trained jointly.
+    hallucinator_episodes: int = 0
+    hallucinator_n_way: int = 20
+    hallucinator_k_shot: int = 1
+    hallucinator_q_query: int = 15
+    hallucinator_lr: float = 1e-3
+    init_from: str = ""  # a checkpoint whose best weights start the run: its backbone (Baseline/++: skips
+    # pre-training); in a two-stage run, its backbone and learner as stage 1's result (stage 1 is not trained)
     n_way: int = 60
     k_shot: int = 5
     q_query: int = 5
@@ -56,13 +73,51 @@ class EpisodicConfig:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def two_stage(self) -> bool:
+        return self.hallucinator != "none" and self.hallucinator_episodes > 0
+
+    def stage1(self) -> "EpisodicConfig":
+        """Stage 1 of a two-stage run: this run without its hallucinator, every hallucinator and stage-2 setting at
+        its default, so that it is the plain pipeline's run (and can be resumed as one)."""
+        defaults = EpisodicConfig()
+        return dataclasses.replace(self, **{name: getattr(defaults, name)
+                                            for name in HALLUCINATOR_SETTINGS + ("init_from",)})
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "EpisodicConfig":
+        """The config a checkpoint was written with; a setting it lacks takes the value that reproduces the code it
+        was written by (`saved_value`)."""
+        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
+        return cls(**{name: saved_value(saved, name) for name in cls.__dataclass_fields__})
+
+
+# The settings of the hallucinator and of stage 2, which a run without a hallucinator does not use.
+HALLUCINATOR_SETTINGS = ("hallucinator", "gan_generator", "n_synthetic", "shot_aware_weights", "synthetic_mass",
+                         "noise_dim", "hallucinator_hidden", "critic_hidden", "adversarial_weight",
+                         "anti_collapse_weight", "per_sample_weight", "gradient_penalty_weight", "critic_lr",
+                         "analogy_weight", "calibration_k", "calibration_alpha", "calibration_tukey",
+                         "calibration_rank", "hallucinator_episodes", "hallucinator_n_way", "hallucinator_k_shot",
+                         "hallucinator_q_query", "hallucinator_lr")
+# Checkpoints written before these settings existed behaved as these values, not as today's defaults.
+BEFORE_SETTING = {"gan_generator": "noise", "shot_aware_weights": False}
+
+
+def saved_value(saved: dict, name: str):
+    if name in saved:
+        return saved[name]
+    return BEFORE_SETTING.get(name, getattr(EpisodicConfig(), name))
+
 
 def changed_settings(saved: dict, config, ignore: tuple[str, ...] = ()) -> list[str]:
     """The settings of ``config`` that differ from a checkpoint's ``saved`` ones, except ``ignore``. A setting the
-    checkpoint lacks (added to the code after it was written) counts as its default."""
-    defaults = type(config)().as_dict()
-    return [key for key, value in config.as_dict().items()
-            if key not in ignore and saved.get(key, defaults[key]) != value]
+    checkpoint lacks (added to the code after it was written) counts as the value its code had (`saved_value`).
+    Without a hallucinator on either side, the hallucinator's settings do nothing and are not compared."""
+    if config.hallucinator == "none" and saved_value(saved, "hallucinator") == "none":
+        ignore = ignore + HALLUCINATOR_SETTINGS
+    return [key for key in config.as_dict() if key not in ignore and saved_value(saved, key) != getattr(config, key)]
 
 
 def field_types(config_class) -> dict[str, type]:
