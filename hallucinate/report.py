@@ -126,7 +126,7 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
 
     panels = {}
     for row_name, generator, features in measured:  # titles without the file names, which do not fit a panel
-        title = row_name.split(" (", 2)[0] + ("" if row_name == name else f" #{len(panels)}")
+        title = name if row_name == name else f"{row_name.rsplit(' (', 1)[0]}, compared #{len(panels)}"
         panels[title] = projection_panel(generator, features, labels, classes=5, per_class=40)
     lines += ["", "## Real and synthetic features of 5 test classes", "",
               f"![projection]({plot_projection(panels, out / 'projection.png').name})"]
