@@ -4,7 +4,7 @@
     python benchmarks/hallucinators_table.py --dataset omniglot --settings 5x1
 
 For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (no hallucinator: the "none"
-column) and ``..._<learner>_<h>_conv4.pt`` for each trained hallucinator h (mlp, gan, analogy); distribution
+column) and ``..._<learner>_<h>_conv4.pt`` for each trained hallucinator h in TRAINED; distribution
 calibration is training-free and is fitted here, on the none checkpoint's features of the train split, with its
 covariance offset alpha chosen on 200 validation episodes (5-way 1-shot) among ALPHAS: Yang et al.'s 0.21 was chosen
 for their WRN features and does not carry over to these. On the same
@@ -36,7 +36,9 @@ from hallucinate.training.run_files import write_json_atomic
 from run_header import print_run_header
 
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
-TRAINED = ["mlp", "gan", "gan_noise", "analogy"]  # gan: two-stage calibrated; gan_noise: the earlier joint GAN
+# Two-stage, on the none checkpoint's frozen embedding (benchmarks/learner_gans.py): mlp, gan (calibrated), analogy;
+# the earlier designs, M = 5 unweighted: gan_noise, mlp_unweighted, analogy_unweighted.
+TRAINED = ["mlp", "mlp_unweighted", "gan", "gan_noise", "analogy", "analogy_unweighted"]
 ALPHAS = (0.0, 0.01, 0.05, 0.21, 1.0)
 CPU = torch.device("cpu")
 

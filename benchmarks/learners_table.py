@@ -7,14 +7,16 @@
     python benchmarks/learners_table.py --learners maml anil --tag 20way --settings 20x1 20x5   # 20-way heads
     python benchmarks/learners_table.py --dataset omniglot --merge PART.json ...  # parts, one table (README names them)
 
-For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator) and
-``..._<learner>_gan_conv4.pt`` (trained jointly with the GAN hallucinator) and evaluates, on the
-same episodes (same seed, 15 queries per class): the plain checkpoint, the GAN checkpoint with hallucination off and
-on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
+For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator),
+``..._<learner>_gan_conv4.pt`` (the two-stage calibrated GAN on that frozen checkpoint, benchmarks/learner_gans.py)
+and ``..._<learner>_gan_noise_conv4.pt`` (the earlier noise GAN, trained jointly with the learner) and evaluates, on
+the same episodes (same seed, 15 queries per class): the plain checkpoint, and each GAN checkpoint with hallucination
+off and on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
 hallucinator bought). A missing checkpoint is reported as missing, never left out silently; a setting a checkpoint
 cannot run (MAML's head is fixed to the way count it was trained with) is reported with the reason.
-Writes docs/<dataset>_learners.json and prints the Markdown table of README.md. With ``--merge`` it evaluates
-nothing: it prints one table from the rows of earlier runs' JSON files (which must share episodes and seed).
+Writes docs/<dataset>_learners.json and prints the Markdown table. With ``--merge`` it evaluates
+nothing: it prints one table from the rows of earlier runs' JSON files (which must share episodes and seed); in files
+written before the two-stage GAN existed, the GAN columns are the noise GAN's and are printed as such.
 """
 import argparse
 import json
@@ -83,7 +85,7 @@ def main() -> None:
     tag = f"_{args.tag}" if args.tag else ""
     for learner in args.learners:
         paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}{tag}_conv4.pt"
-                 for kind, suffix in (("plain", ""), ("gan", "_gan"))}
+                 for kind, suffix in (("plain", ""), ("gan", "_gan"), ("gan_noise", "_gan_noise"))}
         models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
                  for kind, model in models.items()}
@@ -91,16 +93,19 @@ def main() -> None:
             row = {"learner": learner, "n_way": n_way, "k_shot": k_shot,
                    "missing": [str(path) for kind, path in paths.items() if kind not in models]}
             results = {}
-            for name, kind, on in (("plain", "plain", None), ("off", "gan", False), ("on", "gan", True)):
+            for name, kind, on in (("plain", "plain", None), ("off", "gan", False), ("on", "gan", True),
+                                   ("noise_off", "gan_noise", False), ("noise_on", "gan_noise", True)):
                 if kind in models:
                     result, reason = _evaluate(models[kind], test, banks[kind], n_way, k_shot, args.episodes,
                                                args.seed, on)
                     results[name] = result
                     row[name] = result.as_dict() if result else reason
-            if results.get("on") and results.get("off"):
-                row["gain_on_minus_off"] = paired_gain(results["on"], results["off"])
-            if results.get("on") and results.get("plain"):
-                row["gain_on_minus_plain"] = paired_gain(results["on"], results["plain"])
+            for prefix in ("", "noise_"):
+                on, off, plain = results.get(prefix + "on"), results.get(prefix + "off"), results.get("plain")
+                if on and off:
+                    row[f"gain_{prefix}on_minus_off"] = paired_gain(on, off)
+                if on and plain:
+                    row[f"gain_{prefix}on_minus_plain"] = paired_gain(on, plain)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items()}), flush=True)
 
@@ -108,7 +113,7 @@ def main() -> None:
     out = Path(args.out or f"docs/{args.dataset}_learners.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,
-                            "rows": rows})
+                            "two_stage_gan": True, "rows": rows})
     print(f"\nwrote {out}; wall time {time.perf_counter() - start:.1f} s")
 
 
@@ -122,16 +127,24 @@ def print_table(dataset: str, episodes: int, seed: int, rows: list[dict]) -> Non
         return "—" if value is None else f"{value[0]:+.2f} ± {value[1]:.2f}"
 
     print(f"\n{dataset}: {episodes} test episodes per cell, 15 queries per class, seed {seed}\n")
-    print("| learner | setting | published | no hallucinator | GAN-trained, off | GAN-trained, on | on - off | "
-          "on - no hallucinator |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| learner | setting | published | no hallucinator | two-stage GAN, off | two-stage GAN, on | on - off | "
+          "on - no hallucinator | noise GAN, on | noise GAN: on - off | noise GAN: on - no hallucinator |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         index = SETTINGS[dataset].index((row["n_way"], row["k_shot"]))
         published = PUBLISHED[dataset].get(row["learner"])
         print(f"| {row['learner']} | {row['n_way']}-way {row['k_shot']}-shot | "
               f"{published[index] if published else '—'} | {cell(row.get('plain'))} | {cell(row.get('off'))} | "
               f"{cell(row.get('on'))} | {gain(row.get('gain_on_minus_off'))} | "
-              f"{gain(row.get('gain_on_minus_plain'))} |")
+              f"{gain(row.get('gain_on_minus_plain'))} | {cell(row.get('noise_on'))} | "
+              f"{gain(row.get('gain_noise_on_minus_off'))} | {gain(row.get('gain_noise_on_minus_plain'))} |")
+
+
+def as_noise_gan(row: dict) -> dict:
+    """A row of a file written before the two-stage GAN: its GAN checkpoint was what is now ``..._gan_noise``."""
+    renamed = {"off": "noise_off", "on": "noise_on", "gain_on_minus_off": "gain_noise_on_minus_off",
+               "gain_on_minus_plain": "gain_noise_on_minus_plain"}
+    return {renamed.get(key, key): value for key, value in row.items()}
 
 
 def merged_cells(dataset: str, paths: list[str]) -> tuple[dict, int, int]:
@@ -145,7 +158,7 @@ def merged_cells(dataset: str, paths: list[str]) -> tuple[dict, int, int]:
                                      for path, run in runs.items()))
     cells = {}
     for path, run in runs.items():
-        for row in run["rows"]:
+        for row in run["rows"] if run.get("two_stage_gan") else map(as_noise_gan, run["rows"]):
             key = (row["learner"], row["n_way"], row["k_shot"])
             if (row["n_way"], row["k_shot"]) not in SETTINGS[dataset]:
                 raise ValueError(f"{path} has a {key[1]}-way {key[2]}-shot row, not a {dataset} setting")

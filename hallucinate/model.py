@@ -54,7 +54,7 @@ def build_classifier(config) -> FewShotClassifier:
         backbone.to(memory_format=torch.channels_last)
     hallucinator = None
     if config.hallucinator != "none":
-        hallucinator = HALLUCINATORS[config.hallucinator](feature_dim=backbone.out_dim, config=config)
-    learner = LEARNERS[config.learner](feature_shape=backbone.feature_shape, config=config)
+        hallucinator = HALLUCINATORS.build(config.hallucinator, config, feature_dim=backbone.out_dim)
+    learner = LEARNERS.build(config.learner, config, feature_shape=backbone.feature_shape)
     return FewShotClassifier(backbone, learner, hallucinator, n_synthetic=config.n_synthetic,
                              transform=ImageTransform(dataset.prepare_image, config.image_size))

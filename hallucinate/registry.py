@@ -1,4 +1,5 @@
 """A plain dict that refuses duplicate names and lists the valid ones on a miss."""
+import inspect
 
 
 class Registry(dict):
@@ -13,3 +14,13 @@ class Registry(dict):
 
     def __missing__(self, name):
         raise KeyError(f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self))}")
+
+    def build(self, name: str, settings, **given):
+        """``self[name](**given, ...)``, each other keyword the builder takes read from ``settings`` (a task's config):
+        a component sees its own settings, never the whole config."""
+        builder = self[name]
+        own = [keyword for keyword in inspect.signature(builder).parameters if keyword not in given]
+        missing = [keyword for keyword in own if not hasattr(settings, keyword)]
+        if missing:
+            raise TypeError(f"{self.kind} {name!r} needs the settings {missing}, which {type(settings).__name__} lacks")
+        return builder(**given, **{keyword: getattr(settings, keyword) for keyword in own})

@@ -35,3 +35,18 @@ def test_merge_refuses_runs_with_other_seeds(tmp_path):
                       "--merge", "docs/cifar_fs_learners_relation.json", str(other))
     assert done.returncode == 2
     assert "different episode counts or seeds" in done.stderr
+
+
+def test_merge_prints_a_file_from_before_the_two_stage_gan_in_the_noise_gan_columns():
+    run = json.loads((ROOT / "docs/cifar_fs_learners_relation.json").read_text())
+    assert "two_stage_gan" not in run
+    done = run_script("benchmarks/learners_table.py", "--dataset", "cifar_fs",
+                      "--merge", "docs/cifar_fs_learners_relation.json")
+    assert done.returncode == 0, done.stderr
+    row, = [r for r in run["rows"] if (r["n_way"], r["k_shot"]) == (5, 1)]
+    line, = [line for line in done.stdout.splitlines() if line.startswith("| relation | 5-way 1-shot |")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    # two-stage off, on, on - off, on - plain: not in that file; then the noise GAN's on, on - off, on - plain
+    assert cells[4:8] == ["not trained", "not trained", "—", "—"]
+    assert cells[8] == f"{row['on']['accuracy']:.2f} ± {row['on']['ci95']:.2f}"
+    assert cells[9] == f"{row['gain_on_minus_off'][0]:+.2f} ± {row['gain_on_minus_off'][1]:.2f}"

@@ -77,7 +77,7 @@ def test_fitted_heads_classify_separable_features_perfectly(kind, k_shot):
 
 @pytest.mark.parametrize("name", ["baseline", "baseline_pp"])
 def test_same_inputs_give_the_same_logits_in_any_grad_mode(name):
-    learner = LEARNERS[name](feature_shape=(16,), config=EpisodicConfig(finetune_steps=20))
+    learner = LEARNERS.build(name, EpisodicConfig(finetune_steps=20), feature_shape=(16,))
     support, query = torch.randn(10, 16), torch.randn(8, 16, requires_grad=True)
     labels = torch.arange(5).repeat(2)  # classes interleaved; hallucinated rows would just be more of them
     rng_before = torch.get_rng_state()

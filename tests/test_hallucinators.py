@@ -20,7 +20,7 @@ def _ready(name: str, **settings):
     """A hallucinator as it is after training (or, for calibration, after fitting on base classes)."""
     torch.manual_seed(0)
     config = EpisodicConfig(hallucinator_hidden=16, noise_dim=4, **settings)
-    hallucinator = HALLUCINATORS[name](feature_dim=DIM, config=config)
+    hallucinator = HALLUCINATORS.build(name, config, feature_dim=DIM)
     base = torch.rand(4, 10, DIM)  # 4 base classes, 10 examples each; non-negative like ReLU features
     base_labels = torch.arange(4).repeat_interleave(10)
     if isinstance(hallucinator, DistributionCalibration):
@@ -76,7 +76,7 @@ def test_gan_settings_build_the_chosen_generator():
     noise = _ready("gan", gan_generator="noise")
     assert isinstance(noise, GANHallucinator) and not isinstance(noise, CalibratedGANHallucinator)
     with pytest.raises(ValueError, match="calibrated, noise"):
-        HALLUCINATORS["gan"](feature_dim=DIM, config=EpisodicConfig(gan_generator="gaussian"))
+        HALLUCINATORS.build("gan", feature_dim=DIM, settings=EpisodicConfig(gan_generator="gaussian"))
 
 
 @pytest.mark.parametrize(("name", "settings"), [v for v, _ in AROUND_SEED], ids=[i for _, i in AROUND_SEED])

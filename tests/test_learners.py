@@ -23,7 +23,7 @@ def _episode(seed: int = 0):
 def _learner(name: str):
     torch.manual_seed(0)
     config = EpisodicConfig(n_way=N_WAY, matching_fce=True, finetune_steps=5, maml_inner_steps=2)
-    return LEARNERS[name](feature_shape=FEATURE_SHAPE, config=config)
+    return LEARNERS.build(name, config, feature_shape=FEATURE_SHAPE)
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
@@ -106,3 +106,19 @@ def test_relation_scores_each_class_mean_map_beside_each_query_map():
 def test_relation_networks_refuse_flat_features():
     with pytest.raises(ValueError, match="feature maps"):
         RelationNetworks((64,))
+
+
+def test_a_builder_receives_its_own_settings_and_a_config_lacking_one_is_refused():
+    from types import SimpleNamespace
+
+    from hallucinate.hallucinators import HALLUCINATORS
+    from hallucinate.learners import LEARNERS
+
+    # a task's own config, not EpisodicConfig: only the settings the component names are read
+    head = LEARNERS.build("baseline_pp", SimpleNamespace(finetune_steps=7, finetune_lr=0.5), feature_shape=(4,))
+    assert (head.passes, head.lr) == (7, 0.5)
+    with pytest.raises(TypeError, match=r"'relation' needs the settings \['relation_hidden'\]"):
+        LEARNERS.build("relation", SimpleNamespace(), feature_shape=(64, 5, 5))
+    mlp = HALLUCINATORS.build("mlp", SimpleNamespace(noise_dim=3, hallucinator_hidden=8, shot_aware_weights=True,
+                                                     synthetic_mass=0.5), feature_dim=4)
+    assert mlp.synthetic_mass == 0.5

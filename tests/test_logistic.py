@@ -64,7 +64,7 @@ def test_a_bad_transform_names_the_valid_ones():
     with pytest.raises(ValueError, match="valid transforms: none, tukey, l2, tukey_l2"):
         transform_features(torch.ones(1, 2), "sqrt", 0.5)
     with pytest.raises(ValueError, match="unknown feature transform"):
-        LEARNERS["logistic"](feature_shape=(4,), config=EpisodicConfig(logistic_transform="tukey-l2"))
+        LEARNERS.build("logistic", feature_shape=(4,), settings=EpisodicConfig(logistic_transform="tukey-l2"))
 
 
 @pytest.mark.parametrize("settings", [dict(power=0.0), dict(l2=-1.0), dict(scale=0.0), dict(steps=0)])
@@ -89,10 +89,10 @@ def test_support_weights_decide_between_two_conflicting_examples():
 
 
 def test_the_builder_takes_the_runs_settings():
-    head = LEARNERS["logistic"](feature_shape=(64,), config=EpisodicConfig(logistic_transform="l2",
+    head = LEARNERS.build("logistic", feature_shape=(64,), settings=EpisodicConfig(logistic_transform="l2",
                                                                            logistic_power=0.7, logistic_l2=0.01))
     assert (head.transform, head.power, head.l2) == ("l2", 0.7, 0.01)
-    default = LEARNERS["logistic"](feature_shape=(64,), config=EpisodicConfig())
+    default = LEARNERS.build("logistic", feature_shape=(64,), settings=EpisodicConfig())
     assert (default.transform, default.power) == ("tukey_l2", 0.5)
 
 

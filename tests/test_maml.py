@@ -169,7 +169,7 @@ def test_no_grad_evaluation_adapts_the_same_way_and_leaves_no_graph(learner, bac
 
 
 def test_a_5_way_network_rejects_other_episodes():
-    learner = LEARNERS["anil"](feature_shape=(3,), config=_config("anil", "conv4"))
+    learner = LEARNERS.build("anil", feature_shape=(3,), settings=_config("anil", "conv4"))
     features = torch.randn(6, 3)
     with pytest.raises(ValueError, match=r"5 outputs.*3 classes"):
         learner(features, torch.tensor([0, 1, 2, 0, 1, 2]), features)
@@ -178,7 +178,7 @@ def test_a_5_way_network_rejects_other_episodes():
     with torch.no_grad(), pytest.raises(ValueError, match=r"5 outputs.*3 classes"):
         learner(features, torch.tensor([0, 1, 2, 0, 1, 2]), features)
     with pytest.raises(ValueError, match="image-shaped"):
-        LEARNERS["maml"](feature_shape=(64,), config=_config("maml", "pixels"))
+        LEARNERS.build("maml", feature_shape=(64,), settings=_config("maml", "pixels"))
 
 
 def test_a_short_anil_run_classifies_unseen_characters_far_above_chance(omniglot, data_root, cache, tmp_path):

@@ -80,7 +80,7 @@ def test_a_fitted_head_barely_sees_an_example_of_weight_near_zero(name):
     """The fine-tune family fits a head by SGD in minibatches whose order depends on the support set's size, so
     an example of weight ~0 is not exactly a removed one; its effect is a small fraction of its effect at weight 1."""
     torch.manual_seed(0)
-    learner = LEARNERS[name](feature_shape=(8,), config=EpisodicConfig(n_way=3, finetune_steps=100))
+    learner = LEARNERS.build(name, feature_shape=(8,), settings=EpisodicConfig(n_way=3, finetune_steps=100))
     support, labels, query, with_outlier, with_outlier_labels = _clusters()
     removed = learner(support, labels, query)
     weights = torch.ones(len(with_outlier))

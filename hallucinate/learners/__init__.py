@@ -4,8 +4,9 @@ learner honours it (weighted class means, attention, pair scores, inner-loop and
 knows the episode's number of ways passes it too, ``forward(..., n_way=N)``; otherwise the learner reads it from
 the labels, which on a GPU makes the host wait for the device (the training loop passes it, so its steps never wait).
 
-``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, config) -> learner``: ``feature_shape`` is what
-the backbone's flat features unflatten to, ``config`` the run's settings (each builder reads its own fields).
+``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, **its settings) -> learner``: ``feature_shape``
+is what the backbone's flat features unflatten to, the other keywords that learner's own settings, named as a task's
+config names them; ``LEARNERS.build(name, config, feature_shape=...)`` takes them from a config.
 A learner trained with a loss other than cross-entropy on its logits defines ``loss(logits, labels)``."""
 import torch
 from torch import nn

@@ -117,11 +117,11 @@ class FineTuneClassifier(nn.Module):
             return cosine_logits(query.float(), weight, scale)
 
 
-# config.finetune_steps counts passes over the support set: Chen et al.'s "100 iterations", which their code runs as
+# finetune_steps counts passes over the support set: Chen et al.'s "100 iterations", which their code runs as
 # 100 epochs of mini-batches of 4.
-def baseline(*, feature_shape: tuple[int, ...], config) -> FineTuneClassifier:
-    return FineTuneClassifier("linear", passes=config.finetune_steps, lr=config.finetune_lr)
+def baseline(*, feature_shape: tuple[int, ...], finetune_steps: int, finetune_lr: float) -> FineTuneClassifier:
+    return FineTuneClassifier("linear", passes=finetune_steps, lr=finetune_lr)
 
 
-def baseline_pp(*, feature_shape: tuple[int, ...], config) -> FineTuneClassifier:
-    return FineTuneClassifier("cosine", passes=config.finetune_steps, lr=config.finetune_lr)
+def baseline_pp(*, feature_shape: tuple[int, ...], finetune_steps: int, finetune_lr: float) -> FineTuneClassifier:
+    return FineTuneClassifier("cosine", passes=finetune_steps, lr=finetune_lr)

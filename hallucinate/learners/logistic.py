@@ -63,6 +63,6 @@ class LogisticRegression(nn.Module):
             return self.scale * (q @ weight[:, :-1].T + weight[:, -1])
 
 
-def logistic(*, feature_shape: tuple[int, ...], config) -> LogisticRegression:
-    return LogisticRegression(transform=config.logistic_transform, power=config.logistic_power,
-                              l2=config.logistic_l2)
+def logistic(*, feature_shape: tuple[int, ...], logistic_transform: str, logistic_power: float,
+             logistic_l2: float) -> LogisticRegression:
+    return LogisticRegression(transform=logistic_transform, power=logistic_power, l2=logistic_l2)

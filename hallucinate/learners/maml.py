@@ -84,7 +84,8 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     return (nn.functional.cross_entropy(logits, labels, reduction="none") * weights).sum() / weights.sum()
 
 
-def maml(*, feature_shape: tuple[int, ...], config) -> MAML:
+def maml(*, feature_shape: tuple[int, ...], n_way: int, maml_inner_steps: int, maml_inner_lr: float,
+         maml_first_order: bool) -> MAML:
     """Full MAML: Conv-4 (batch statistics only, see the module's docstring) and a linear head, all adapted in the
     inner loop. Use it with the ``pixels`` backbone, whose features are the flattened images of ``feature_shape``.
     (Finn et al. use strided convolutions instead of max-pooling on Omniglot; this Conv-4 max-pools.)"""
@@ -93,14 +94,13 @@ def maml(*, feature_shape: tuple[int, ...], config) -> MAML:
                          f"use it with the 'pixels' backbone (or 'anil' on a backbone's features)")
     channels, height, _ = feature_shape
     body = Conv4(in_channels=channels, image_size=height, track_running_stats=False)
-    network = nn.Sequential(nn.Unflatten(1, tuple(feature_shape)), body, nn.Linear(body.out_dim, config.n_way))
-    return MAML(network, inner_steps=config.maml_inner_steps, inner_lr=config.maml_inner_lr,
-                first_order=config.maml_first_order)
+    network = nn.Sequential(nn.Unflatten(1, tuple(feature_shape)), body, nn.Linear(body.out_dim, n_way))
+    return MAML(network, inner_steps=maml_inner_steps, inner_lr=maml_inner_lr, first_order=maml_first_order)
 
 
-def anil(*, feature_shape: tuple[int, ...], config) -> MAML:
+def anil(*, feature_shape: tuple[int, ...], n_way: int, maml_inner_steps: int, maml_inner_lr: float,
+         maml_first_order: bool) -> MAML:
     """ANIL: only a linear head on the backbone's features is adapted in the inner loop; the backbone is trained in
     the outer loop alone. Hallucinated support features are simply extra support rows for the inner loop."""
-    network = nn.Linear(math.prod(feature_shape), config.n_way)
-    return MAML(network, inner_steps=config.maml_inner_steps, inner_lr=config.maml_inner_lr,
-                first_order=config.maml_first_order)
+    network = nn.Linear(math.prod(feature_shape), n_way)
+    return MAML(network, inner_steps=maml_inner_steps, inner_lr=maml_inner_lr, first_order=maml_first_order)

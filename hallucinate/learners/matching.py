@@ -80,5 +80,5 @@ class MatchingNetworks(nn.Module):
                                            support_weights)
 
 
-def matching(*, feature_shape: tuple[int, ...], config) -> MatchingNetworks:
-    return MatchingNetworks(math.prod(feature_shape), full_context=config.matching_fce)
+def matching(*, feature_shape: tuple[int, ...], matching_fce: bool) -> MatchingNetworks:
+    return MatchingNetworks(math.prod(feature_shape), full_context=matching_fce)

@@ -27,5 +27,5 @@ class PrototypicalNetworks(nn.Module):
         return -squared_euclidean(query, prototypes)
 
 
-def protonet(*, feature_shape: tuple[int, ...], config) -> PrototypicalNetworks:
+def protonet(*, feature_shape: tuple[int, ...]) -> PrototypicalNetworks:
     return PrototypicalNetworks()

@@ -56,5 +56,5 @@ class RelationNetworks(nn.Module):
         return nn.functional.mse_loss(scores, nn.functional.one_hot(labels, scores.shape[1]).to(scores.dtype))
 
 
-def relation(*, feature_shape: tuple[int, ...], config) -> RelationNetworks:
-    return RelationNetworks(feature_shape, hidden=config.relation_hidden)
+def relation(*, feature_shape: tuple[int, ...], relation_hidden: int) -> RelationNetworks:
+    return RelationNetworks(feature_shape, hidden=relation_hidden)

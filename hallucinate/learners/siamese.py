@@ -34,5 +34,5 @@ class SiameseNetworks(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(log_odds, targets, pos_weight=positive_weight)
 
 
-def siamese(*, feature_shape: tuple[int, ...], config) -> SiameseNetworks:
+def siamese(*, feature_shape: tuple[int, ...]) -> SiameseNetworks:
     return SiameseNetworks(math.prod(feature_shape))
