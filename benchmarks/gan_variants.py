@@ -8,7 +8,7 @@ settings changed (VARIANTS: file -> the `--set` options that made it; `checkpoin
 The variant is chosen by its validation accuracy with hallucination on (5-way 1-shot, `--val-episodes` seeded
 episodes of the val split, the same for every variant), never by test accuracy. Then, on the same seeded 5-way
 1-shot and 5-shot test episodes, every variant is evaluated with hallucination on and off, beside two references:
-the 20-way 5-shot ProtoNet pipeline (`cifarfs_protonet_conv4.pt`, "none") and the GAN pipeline's recipe without a
+the 20-way 5-shot ProtoNet pipeline (`cifarfs_protonet_seed0_conv4.pt`, "none") and the GAN pipeline's recipe without a
 hallucinator (`cifarfs_protonet_1shot_conv4.pt`); and for variants that start from the none model's weights (`init_from`), the
 same continued training without a hallucinator (`cifarfs_protonet_ft_conv4.pt`). Gains are paired episode by
 episode with 95% intervals. Writes docs/cifar_fs_gan_variants.json and prints the Markdown table of README.md.
@@ -36,7 +36,7 @@ VARIANTS = {
     "cifarfs_protonet_gan_adv001_ac01_conv4.pt": "adversarial_weight=0.01, anti_collapse_weight=0.1",
     "cifarfs_protonet_gan_ft_conv4.pt": "init_from the none model, lr=2.5e-4, 1500 episodes",
 }
-REFERENCES = {"none": "cifarfs_protonet_conv4.pt", "none, same recipe": "cifarfs_protonet_1shot_conv4.pt",
+REFERENCES = {"none": "cifarfs_protonet_seed0_conv4.pt", "none, same recipe": "cifarfs_protonet_1shot_conv4.pt",
               "none, continued": "cifarfs_protonet_ft_conv4.pt"}
 
 

@@ -4,7 +4,7 @@ seeded validation episodes (1-shot picks, among the variants scored at the kappa
 printed beside it, to see the fade with K).
 
     python benchmarks/hallucination_recipe.py --pipeline pipelines/cifarfs_protonet_gan.py \
-        --init-from checkpoints/cifarfs_protonet_conv4.pt \
+        --init-from checkpoints/cifarfs_protonet_seed0_conv4.pt \
         --variants "hallucinator_n_way=20 hallucinator_lr=1e-3" "hallucinator_n_way=5 hallucinator_lr=1e-4"
 
 Each variant is the pipeline's CONFIG with its ``--set``-style overrides; it trains into

@@ -2,8 +2,8 @@
 distribution calibration on the same frozen embedding, on the same seeded test episodes.
 
     python benchmarks/hallucination_seeds.py --pipeline pipelines/cifarfs_protonet_gan.py --seeds 0 1 2 \
-        --stage1 checkpoints/cifarfs_protonet_conv4.pt runs/cifarfs_protonet_seed1/checkpoint.pt \
-                 runs/cifarfs_protonet_seed2/checkpoint.pt
+        --stage1 checkpoints/cifarfs_protonet_seed0_conv4.pt runs/cifarfs_protonet_seed1/checkpoint.pt \
+                 checkpoints/cifarfs_protonet_conv4.pt
 
 For each seed s, stage 1 is the given plain checkpoint (``hallucinate run <plain pipeline> --set seed=s``); stage 2
 is trained here by the GAN pipeline with ``--set seed=s --set init_from=<stage 1>`` into

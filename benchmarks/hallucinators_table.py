@@ -13,8 +13,9 @@ gains against none (and on - off for the trained ones). Where ``..._<learner>_1s
 hallucinators' own training recipe without a hallucinator, when it differs from the none pipeline's), it is evaluated
 too and each trained hallucinator's gain against it is reported as well. For ProtoNet it also measures each
 hallucinator's synthetic features (`hallucinate.evaluation.feature_quality`), draws the accuracy-versus-M curve at
-5-way 1-shot and the feature projection. Missing checkpoints are reported as missing. Writes docs/<dataset>_hallucinators.json and the
-PNGs under docs/, and prints the Markdown tables of README.md.
+5-way 1-shot and the feature projection. Missing checkpoints are reported as missing. Writes
+docs/<dataset>_hallucinators.json (or --out) and, beside it, <its stem>_accuracy_vs_m.png and <its
+stem>_projection.png, and prints the Markdown tables.
 """
 import argparse
 import json
@@ -125,9 +126,9 @@ def main() -> None:
 
     figures = []
     if curves:
-        figures.append(str(plot_accuracy_vs_m(curves, out.with_name(f"{args.dataset}_accuracy_vs_m.png"),
+        figures.append(str(plot_accuracy_vs_m(curves, out.with_name(f"{out.stem}_accuracy_vs_m.png"),
                                               f"ProtoNet, {args.dataset}, 5-way 1-shot, {args.episodes} episodes")))
-        figures.append(str(plot_projection(panels, out.with_name(f"{args.dataset}_projection.png"))))
+        figures.append(str(plot_projection(panels, out.with_name(f"{out.stem}_projection.png"))))
     _print_tables(args, rows, quality)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, {"command": " ".join(sys.argv), "episodes": args.episodes, "seed": args.seed,

@@ -12,7 +12,7 @@ its K real ones, so their share of the prototype, kappa / (kappa + K), fades wit
 Chosen on validation episodes (5-way 1-shot, benchmarks/hallucination_recipe.py): calibration_alpha 0 (Yang et
 al.'s 0.21 is far worse on these features, docs/cifar_fs_hallucinators.json), the stage-2 episode shape and
 learning rate, and synthetic_mass. To reuse a finished stage 1,
-pass its checkpoint: --set init_from=checkpoints/cifarfs_protonet_conv4.pt."""
+pass its checkpoint: --set init_from=checkpoints/cifarfs_protonet_conv4.pt (with --set seed=2, its seed)."""
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
 
