@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
                                "checkpoint's, the same as in training; Finn et al.'s code tests Omniglot with 10)")
     evaluate.add_argument("--per-episode", action="store_true", help="include every episode's accuracy")
     evaluate.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    evaluate.add_argument("--clutter", type=int, nargs="+",
+                          help="segmentation: clutter levels to measure, one JSON line each (default: the "
+                               "checkpoint's)")
+    evaluate.add_argument("--same-drawer", choices=["true", "false"],
+                          help="segmentation: references from the target's own drawing (true, the paper's task) or "
+                               "another drawer's (default: the checkpoint's)")
+    evaluate.add_argument("--subset", default="test-one-shot",
+                          help="segmentation: test-one-shot, test-train, val-one-shot or val-train")
+    evaluate.add_argument("--images", type=int, default=2000, help="segmentation: scenes per level")
     evaluate.add_argument("--no-progress", action="store_true")
     _paths(evaluate)
 
@@ -87,10 +96,12 @@ def _run(args) -> dict | None:
                              device=device, progress=not args.no_progress)
         if rank() != 0:
             return None  # rank 0 speaks for the run
-    return {key: summary[key] for key in ("episodes", "best_val_accuracy", "best_episode")} | {"out": str(out)}
+    keys = (("steps", "best_val_iou", "best_step") if getattr(config, "task", None) == "segmentation"
+            else ("episodes", "best_val_accuracy", "best_episode"))
+    return {key: summary[key] for key in keys} | {"out": str(out)}
 
 
-def _eval(args) -> dict:
+def _eval(args) -> dict | None:
     from . import load
     from .data import open_store
     from .data.paths import cache_dir
@@ -99,6 +110,19 @@ def _eval(args) -> dict:
 
     device = resolve_device(args.device)
     model = load(args.checkpoint, device=args.device)
+    if getattr(model.config, "task", None) == "segmentation":
+        from .segmentation.evaluation import evaluate_levels
+
+        same_drawer = model.config.same_drawer if args.same_drawer is None else args.same_drawer == "true"
+        for result in evaluate_levels(model, levels=args.clutter or [model.config.clutter], subset=args.subset,
+                                      images=args.images, same_drawer=same_drawer,
+                                      hallucinate=model.hallucinating and not args.no_hallucinate, seed=args.seed,
+                                      data_root=args.data_root, device=device, progress=not args.no_progress):
+            print(json.dumps(result | {"checkpoint": str(args.checkpoint)}), flush=True)
+        return None  # one line per level, printed as each is measured
+    if args.clutter or args.same_drawer:
+        raise ValueError(f"--clutter and --same-drawer apply to segmentation checkpoints; {args.checkpoint} is a "
+                         f"classification one")
     store = open_store(model.config.dataset, image_size=model.config.image_size, root=args.data_root,
                        cache=args.cache_dir)
     if args.n_synthetic is not None:

@@ -10,7 +10,9 @@ from hallucinate.data import DATASETS
 from hallucinate.model import build_classifier
 from hallucinate.pipeline import load_pipeline
 
-PIPELINES = sorted(Path("pipelines").glob("*.py"))
+# Classification pipelines; each other task's pipelines are tested with that task (tests/test_segmentation*.py).
+PIPELINES = sorted(path for path in Path("pipelines").glob("*.py")
+                   if getattr(load_pipeline(path).CONFIG, "task", "classification") == "classification")
 # Learners that are test-time heads, not trained: logistic regression is fitted on each episode's support features
 # of a trained checkpoint (`hallucinate eval --learner logistic`, the benchmarks), so it has no pipeline of its own.
 TEST_TIME_HEADS = {"logistic"}
