@@ -1,8 +1,12 @@
 # hallucinate as a `docker run` training job. Data sets are mounted read-only at /data; runs (checkpoints, metrics)
-# and the LMDB stores and feature banks are written under the mounted /runs. docs/docker.md has the commands.
-# This image has not been built or run on the machine it was written on (no Docker engine there); tests/test_docker.py
-# checks what can be checked without one.
-FROM pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
+# and the LMDB stores and feature banks are written under the mounted /runs. docs/docker.md has the commands and
+# what was measured.
+#
+# BASE: an image with Python, pip and torch (2.2 to 2.14, setup.py's range) on PATH, run as root. The default is the
+# official PyTorch CUDA runtime image. Where no image registry is reachable, docker/local-base.sh builds a stand-in
+# from Debian's packages and PyPI's wheels: docker build --network host --build-arg BASE=hallucinate-base:local .
+ARG BASE=pytorch/pytorch:2.14.1-cuda12.6-cudnn9-runtime
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -7,6 +7,7 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
+    config.addinivalue_line("markers", "docker: needs a Docker engine (`docker info` answers); skipped without one")
 
 
 def pytest_collection_modifyitems(config, items):

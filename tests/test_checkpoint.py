@@ -86,7 +86,7 @@ def test_resume_with_other_settings_is_refused(tiny_gan_checkpoint, data_root, c
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "hallucinate.checkpoint/1", "payload": os.system}, path)
-    with pytest.raises(CheckpointError, match="could run code"):
+    with pytest.raises(CheckpointError, match=r"could run code.*\(.*posix\.system"):  # the reason names the global
         load_checkpoint(path)
 
 

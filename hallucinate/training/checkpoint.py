@@ -96,10 +96,13 @@ def _check_records(path: Path) -> None:
 
 
 def _unpickler_reason(message: str) -> str:
-    """What the weights-only unpickler met ("Unsupported global: GLOBAL os.system ..."), else torch's first line."""
+    """What the weights-only unpickler met ("Unsupported global: GLOBAL os.system ...", or for a global of a module
+    torch blocks outright, "Trying to load unsupported GLOBAL posix.system ..."), else torch's first line."""
     for line in message.splitlines():
         if "WeightsUnpickler error:" in line:
             return line.split("WeightsUnpickler error:", 1)[1].split(". Please", 1)[0].strip()
+        if line.strip().startswith("Trying to load unsupported GLOBAL"):
+            return line.strip()
     return re.sub(r"\x1b\[[0-9;]*m", "", message.splitlines()[0]).strip()
 
 
