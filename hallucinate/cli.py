@@ -13,10 +13,18 @@ def _paths(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .pipeline import shipped_pipelines
+
     parser = argparse.ArgumentParser(prog="hallucinate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hallucinate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="train the pipeline a Python file defines")
+    shipped = shipped_pipelines()
+    run = commands.add_parser("run", help="train the pipeline a Python file defines",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="pipelines in ./pipelines:\n  " + "\n  ".join(shipped) if shipped else
+                              "no ./pipelines folder here: run from the repository root to see the shipped ones")
     run.add_argument("pipeline", help="a pipeline file, e.g. pipelines/omniglot_protonet_gan.py")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     run.add_argument("--out", help="run folder (default: runs/<pipeline name>)")

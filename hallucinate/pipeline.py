@@ -16,11 +16,19 @@ from .training.config import check_types
 from .training.pretrain import pretrain_backbone
 
 
+def shipped_pipelines(folder: str | Path = "pipelines") -> list[str]:
+    """The pipeline files in ``folder`` (the repository's, or the image's working folder's, ``pipelines/``)."""
+    return sorted(str(path) for path in Path(folder).glob("*.py"))
+
+
 def load_pipeline(path: str | Path):
     """Import a pipeline file; it must define ``CONFIG`` (a frozen dataclass) and ``run(config, **options)``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no pipeline file at {path}")
+        shipped = shipped_pipelines()
+        raise FileNotFoundError(f"no pipeline file at {path}; " + (
+            f"the pipelines in ./pipelines: {', '.join(shipped)}" if shipped else
+            f"there is no ./pipelines folder with pipeline files in {Path.cwd()} (run from the repository root)"))
     spec = importlib.util.spec_from_file_location(f"hallucinate_pipeline_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -101,3 +101,21 @@ def test_eval_inner_steps_refuses_a_learner_without_an_inner_loop(tiny_gan_check
     assert main(["eval", str(tiny_gan_checkpoint), "--inner-steps", "3", "--data-root", str(data_root),
                  "--cache-dir", str(cache), "--no-progress"]) == 2
     assert "--inner-steps applies to MAML and ANIL checkpoints" in capsys.readouterr().err
+
+
+def test_version_and_the_shipped_pipelines_are_listed(capsys):
+    import hallucinate
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hallucinate {hallucinate.__version__}"
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    listed = capsys.readouterr().out
+    for path in sorted(Path("pipelines").glob("*.py")):
+        assert f"  {path}\n" in listed
+    assert main(["run", "pipelines/no_such_pipeline.py"]) == 2
+    error = capsys.readouterr().err
+    assert "no pipeline file at pipelines/no_such_pipeline.py" in error
+    assert "pipelines/omniglot_protonet_gan.py" in error
