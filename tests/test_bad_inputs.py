@@ -218,7 +218,8 @@ def run(config=CONFIG, **options):
 
 def test_missing_pipeline_file_and_one_without_config_are_named(tmp_path, capsys):
     code, err = _cli(capsys, "run", tmp_path / "nowhere.py")
-    assert code == 2 and err == f"hallucinate run: error: no pipeline file at {tmp_path / 'nowhere.py'}\n"
+    assert code == 2 and err.startswith(f"hallucinate run: error: no pipeline file at {tmp_path / 'nowhere.py'}; "
+                                        f"the pipelines in ./pipelines: pipelines/")
     (tmp_path / "empty.py").write_text("x = 1\n")
     code, err = _cli(capsys, "run", tmp_path / "empty.py")
     assert code == 2 and err == f"hallucinate run: error: pipeline {tmp_path / 'empty.py'} must define CONFIG and run\n"
