@@ -1,4 +1,4 @@
-"""A plain dict that refuses duplicate names and lists the valid ones on a miss."""
+"""A plain dict that refuses duplicate names, lists the valid ones on a miss, and builds an entry from its settings."""
 import inspect
 
 
