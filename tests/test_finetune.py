@@ -31,9 +31,10 @@ def test_cosine_logits_match_hand_computed_values():
     assert CosineClassifier(2, 200).scale == 2 and CosineClassifier(2, 201).scale == 10
 
 
-def _chen_reference(kind, support, labels, query, passes):
+def _chen_reference(kind, support, labels, query, passes, *, rows=4, weights=None):
     """CloserLookFewShot's fine-tuning loop, with autograd and torch.optim.SGD, drawing the same initialisation and
-    orders as `FineTuneClassifier`."""
+    orders as `FineTuneClassifier`; ``weights`` scale each example's cross-entropy (over their mean), in mini-batches
+    of ``rows``."""
     n_way, dim = int(labels.max()) + 1, support.shape[1]
     generator = torch.Generator().manual_seed(0)
     bound = 1 / math.sqrt(dim)
@@ -45,10 +46,12 @@ def _chen_reference(kind, support, labels, query, passes):
         if kind == "linear":
             head.bias.copy_(initial[:, -1])
     optimizer = torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3)
+    relative = torch.ones(len(support)) if weights is None else weights / weights.mean()
     for order in orders:
-        for batch in order.split(4):
+        for batch in order.split(rows):
             optimizer.zero_grad()
-            nn.functional.cross_entropy(head(support[batch]), labels[batch]).backward()
+            losses = nn.functional.cross_entropy(head(support[batch]), labels[batch], reduction="none")
+            (losses * relative[batch]).mean().backward()
             optimizer.step()
     return head(query).detach()
 
@@ -61,6 +64,21 @@ def test_fit_is_chens_sgd_loop(kind, passes):
     labels = torch.arange(5).repeat_interleave(2)  # 10 rows: batches of 4, 4, 2 in every pass
     logits = FineTuneClassifier(kind, passes=passes)(support, labels, query)
     assert torch.allclose(logits, _chen_reference(kind, support, labels, query, passes), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_light_synthetic_rows_enlarge_the_mini_batches_not_the_step_count(kind):
+    """10 real rows of weight 1 and 40 synthetic ones of 0.25: 20 units of weight, so mini-batches of 4 units are
+    10 rows, 5 steps a pass (the 10 real rows alone take 3), not 13. Unit weights are the unweighted recipe."""
+    generator = torch.Generator().manual_seed(2)
+    support, query = torch.randn(50, 6, generator=generator), torch.randn(7, 6, generator=generator)
+    labels = torch.arange(5).repeat(10)
+    weights = torch.cat([torch.ones(10), torch.full((40,), 0.25)])
+    logits = FineTuneClassifier(kind, passes=3)(support, labels, query, weights)
+    expected = _chen_reference(kind, support, labels, query, 3, rows=10, weights=weights)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    unweighted = FineTuneClassifier(kind, passes=3)(support, labels, query)
+    assert torch.equal(FineTuneClassifier(kind, passes=3)(support, labels, query, torch.ones(50)), unweighted)
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
