@@ -25,8 +25,8 @@ from hallucinate.training.config import HALLUCINATOR_SETTINGS
 from run_header import print_run_header
 
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
-LEARNERS = {"omniglot": ["matching", "siamese", "anil", "baseline", "baseline_pp"],
-            "cifar_fs": ["matching", "siamese", "anil", "baseline", "baseline_pp"]}
+LEARNERS = {"omniglot": ["matching", "relation", "siamese", "anil", "baseline", "baseline_pp"],
+            "cifar_fs": ["matching", "relation", "siamese", "anil", "baseline", "baseline_pp"]}
 STAGE1 = {("omniglot", "protonet"): "omniglot_protonet_1shot"}  # where the GAN pipeline's stage 1 is not the plain one
 SIZE_LIMIT = 5 * 2 ** 20
 

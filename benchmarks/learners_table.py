@@ -86,7 +86,8 @@ def main() -> None:
     for learner in args.learners:
         paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}{tag}_conv4.pt"
                  for kind, suffix in (("plain", ""), ("gan", "_gan"), ("gan_noise", "_gan_noise"))}
-        models = {kind: hallucinate.load(path) for kind, path in paths.items() if path.is_file()}
+        models = {kind: hallucinate.load(path, data_root=args.data_root, cache_dir=args.cache_dir)
+                  for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
                  for kind, model in models.items()}
         for n_way, k_shot in settings:

@@ -4,16 +4,21 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def load(checkpoint: str | Path, *, device: str | None = None):
+def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | Path | None = None,
+         cache_dir: str | Path | None = None):
     """The trained few-shot classifier in ``checkpoint`` (best-on-validation weights), in eval mode; for a
     segmentation checkpoint, the `PrototypeSegmenter` (``model(support_images, support_masks, query_images) ->
     logits [Q, 2, H, W]``, ``transform``, ``set_hallucination``).
 
     It keeps the learner contract ``model(support, support_labels, query) -> logits``; ``model.transform`` turns a
     PIL image into the tensor it expects; ``model.set_hallucination(False)`` switches hallucination off.
+
+    A hallucinator whose base-class statistics were left out of the checkpoint (``calibration_in_checkpoint=False``)
+    gets them again from the train split's features, read from ``data_root`` (else ``$HALLUCINATE_DATA``, else
+    ``./data``); the features are cached under ``cache_dir``.
     """
     from .device import resolve_device
-    from .model import build_classifier
+    from .model import build_classifier, fit_base_statistics
     from .training import CheckpointError, EpisodicConfig, load_checkpoint
 
     state = load_checkpoint(checkpoint)
@@ -29,4 +34,11 @@ def load(checkpoint: str | Path, *, device: str | None = None):
         raise CheckpointError(f"{checkpoint} does not match the model its config describes: missing {missing}, "
                               f"unexpected {unexpected}")
     model.config = config
-    return model.to(resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
+    if model.hallucinator is not None and model.hallucinator.needs_base_statistics:
+        from .data import open_store
+        from .data.paths import cache_dir as resolve_cache
+
+        store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)
+        fit_base_statistics(model, store.split("train"), precision=config.precision, cache=resolve_cache(cache_dir))
+    return model

@@ -117,7 +117,7 @@ def _eval(args) -> dict | None:
     from .evaluation import evaluate
 
     device = resolve_device(args.device)
-    model = load(args.checkpoint, device=args.device)
+    model = load(args.checkpoint, device=args.device, data_root=args.data_root, cache_dir=args.cache_dir)
     if getattr(model.config, "task", None) == "segmentation":
         from .segmentation.evaluation import evaluate_levels
 

@@ -58,3 +58,13 @@ def build_classifier(config) -> FewShotClassifier:
     learner = LEARNERS.build(config.learner, config, feature_shape=backbone.feature_shape)
     return FewShotClassifier(backbone, learner, hallucinator, n_synthetic=config.n_synthetic,
                              transform=ImageTransform(dataset.prepare_image, config.image_size))
+
+
+def fit_base_statistics(model: FewShotClassifier, train_split, *, precision: str, cache=None) -> None:
+    """Hand ``model``'s hallucinator the base-class features of ``train_split`` (unaugmented, embedded by its frozen
+    backbone, as stage 2 did before its first episode), for the statistics its checkpoint left out."""
+    from .evaluation.episodes import feature_bank
+
+    device = next(model.parameters()).device
+    bank = feature_bank(model, train_split, device=device, precision=precision, cache=cache)
+    model.hallucinator.before_training(bank, torch.as_tensor(train_split.labels, device=device))

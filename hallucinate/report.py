@@ -38,7 +38,7 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     out = run_dir / "report"
     device = resolve_device(device)
     state = load_checkpoint(checkpoint)
-    model = load(checkpoint, device=str(device))
+    model = load(checkpoint, device=str(device), data_root=data_root, cache_dir=cache_dir)
     config = model.config
     store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)
     test = store.split("test")
@@ -90,7 +90,8 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
               _row(["---"] * 5)]
     labels = np.asarray(test.labels)
     name = _generator_name(config)
-    others = [(Path(path), load(path, device=str(device))) for path in compare]
+    others = [(Path(path), load(path, device=str(device), data_root=data_root, cache_dir=cache_dir))
+              for path in compare]
     for other_path, other in others:
         if other.hallucinator is None or other.config.dataset != config.dataset:
             raise ValueError(f"--compare {other_path}: a checkpoint with a hallucinator on {config.dataset} is needed")

@@ -81,6 +81,31 @@ def test_with_fewer_directions_each_covariance_is_its_probabilistic_pca_form():
     assert torch.allclose(samples.T.cov(), expected, atol=0.05 * expected.abs().max().item())
 
 
+def test_a_class_with_fewer_examples_than_directions_keeps_its_whole_covariance():
+    """3 examples a class span 2 directions: with rank 3 the third is zero and nothing is left for the rest."""
+    features, labels = _base(per_class=3)
+    generator = _generator(rank=D).fit(features, labels)
+    _, covariances = _tukey_statistics(features, labels)
+    forms = generator.base_directions.double() @ generator.base_directions.double().transpose(1, 2)
+    assert generator.base_directions.shape == (4, D, D)
+    assert torch.allclose(forms, covariances, atol=1e-5)
+    assert torch.equal(generator.base_residual_variance, torch.zeros(4))
+
+
+def test_statistics_left_out_of_the_state_dict_are_asked_for_again():
+    features, labels = _base()
+    kept = CalibratedGANHallucinator(feature_dim=D, hidden=8, critic_hidden=8).fit(features, labels)
+    left_out = CalibratedGANHallucinator(feature_dim=D, hidden=8, critic_hidden=8, keep_statistics=False)
+    left_out.fit(features, labels)
+    assert "generator.base_means" in kept.state_dict()
+    assert not any(name.startswith("generator.base_") for name in left_out.state_dict())
+    fresh = CalibratedGANHallucinator(feature_dim=D, hidden=8, critic_hidden=8, keep_statistics=False)
+    fresh.load_state_dict(left_out.state_dict())
+    assert fresh.needs_base_statistics and not left_out.needs_base_statistics and not kept.needs_base_statistics
+    fresh.before_training(features, labels)
+    assert not fresh.needs_base_statistics and torch.equal(fresh.generator.base_means, left_out.generator.base_means)
+
+
 def test_before_training_the_generator_is_the_calibrated_sample():
     features, labels = _base()
     generator = _generator(alpha=0.2, rank=2).fit(features, labels)

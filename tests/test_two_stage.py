@@ -94,6 +94,26 @@ def test_the_result_loads_without_data_and_classifies(tiny_gan_checkpoint, data_
     assert on.accuracy != off.accuracy  # the same episodes, with and without the synthetic examples
 
 
+def test_statistics_left_out_of_a_checkpoint_are_recomputed_from_the_train_split(tiny_gan_checkpoint, data_root,
+                                                                                 cache, tmp_path):
+    """calibration_in_checkpoint=False: the same weights without the base statistics; `load` embeds the train split
+    with the frozen backbone, as stage 2 did, and gets the same statistics back. Without the data it says where it
+    looked."""
+    state = load_checkpoint(tiny_gan_checkpoint)
+    statistics = {name: w for name, w in state["best_model"].items() if name.startswith("hallucinator.generator.base_")}
+    assert len(statistics) == 3
+    state["config"]["calibration_in_checkpoint"] = False
+    state["best_model"] = {name: w for name, w in state["best_model"].items() if name not in statistics}
+    light = tmp_path / "light.pt"
+    save_checkpoint(light, state)
+    model = load(light, data_root=data_root, cache_dir=cache)
+    assert not model.hallucinator.needs_base_statistics
+    for name, saved in statistics.items():
+        assert torch.equal(getattr(model.hallucinator.generator, name.rsplit(".", 1)[1]), saved), name
+    with pytest.raises(FileNotFoundError, match="omniglot"):
+        load(light, data_root=tmp_path / "no_data", cache_dir=tmp_path / "no_cache")
+
+
 def test_resume_after_stage_2_finished_changes_nothing(tiny_gan_checkpoint, data_root, cache, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(tiny_gan_checkpoint.parent, out, ignore=shutil.ignore_patterns("report"))
@@ -133,8 +153,9 @@ def test_stage1_sets_every_hallucinator_setting_and_init_from_to_its_default():
                "synthetic_mass": 3.0, "noise_dim": 3, "hallucinator_hidden": 5, "critic_hidden": 5,
                "adversarial_weight": 0.7, "anti_collapse_weight": 0.7, "per_sample_weight": 0.7,
                "gradient_penalty_weight": 0.7, "critic_lr": 0.7, "analogy_weight": 0.7, "calibration_k": 3,
-               "calibration_alpha": 0.7, "calibration_tukey": 0.7, "calibration_rank": 3, "hallucinator_episodes": 9,
-               "hallucinator_n_way": 9, "hallucinator_k_shot": 9, "hallucinator_q_query": 9, "hallucinator_lr": 0.7}
+               "calibration_alpha": 0.7, "calibration_tukey": 0.7, "calibration_rank": 3,
+               "calibration_in_checkpoint": False, "hallucinator_episodes": 9, "hallucinator_n_way": 9,
+               "hallucinator_k_shot": 9, "hallucinator_q_query": 9, "hallucinator_lr": 0.7}
     assert set(changed) == set(HALLUCINATOR_SETTINGS)
     assert all(getattr(defaults, name) != value for name, value in changed.items())
     others = {"n_way": 7, "k_shot": 3, "episodes": 11, "lr": 0.5, "image_size": 16, "learner": "matching"}

@@ -17,15 +17,15 @@ def _mass(shot_aware_weights: bool, synthetic_mass: float) -> float | None:
 
 def _gan(*, feature_dim: int, gan_generator: str, noise_dim: int, hallucinator_hidden: int, critic_hidden: int,
          calibration_k: int, calibration_alpha: float, calibration_tukey: float, calibration_rank: int,
-         shot_aware_weights: bool, synthetic_mass: float, adversarial_weight: float, anti_collapse_weight: float,
-         per_sample_weight: float, gradient_penalty_weight: float):
+         calibration_in_checkpoint: bool, shot_aware_weights: bool, synthetic_mass: float, adversarial_weight: float,
+         anti_collapse_weight: float, per_sample_weight: float, gradient_penalty_weight: float):
     mass = _mass(shot_aware_weights, synthetic_mass)
     if gan_generator == "calibrated":
         return CalibratedGANHallucinator(
             feature_dim=feature_dim, k=calibration_k, alpha=calibration_alpha, tukey=calibration_tukey,
             rank=calibration_rank, hidden=hallucinator_hidden, critic_hidden=critic_hidden, synthetic_mass=mass,
             adversarial_weight=adversarial_weight, per_sample_weight=per_sample_weight,
-            gradient_penalty_weight=gradient_penalty_weight)
+            gradient_penalty_weight=gradient_penalty_weight, keep_statistics=calibration_in_checkpoint)
     if gan_generator == "noise":
         return GANHallucinator(
             feature_dim=feature_dim, noise_dim=noise_dim, hidden=hallucinator_hidden, critic_hidden=critic_hidden,

@@ -5,7 +5,10 @@ embedding against a conditional WGAN-GP critic, with a per-sample classification
   transform, the seed's ``k`` nearest base-class means give the calibrated mean ``(t(seed) + sum of the k means) /
   (k + 1)``, and their spread gives the calibrated deviation, a draw from the average of their covariances plus
   ``alpha``. Each covariance is kept in a compact form, its top ``rank`` principal directions plus one variance for
-  the rest (probabilistic PCA), so the statistics travel in the checkpoint and `hallucinate.load` needs no data.
+  the rest (probabilistic PCA), so the statistics travel in the checkpoint and `hallucinate.load` needs no data;
+  where even that form would be too large (``keep_statistics=False``: relation networks' 1600- and 2304-dimensional
+  feature maps, Omniglot's 4112 base classes), the checkpoint leaves them out and `hallucinate.load` recomputes them
+  from the train split.
 - **It starts at the calibrated sample**: ``G = t^-1(calibrated mean + deviation + R(t(seed), mean, deviation))``
   with the residual ``R`` zero at initialisation, so before training it is distribution calibration (with the
   compact covariances), and training can only learn a correction to it.
@@ -28,19 +31,20 @@ from .gan import Critic, gradient_penalty
 class CalibratedGenerator(nn.Module):
     """``G(seed, noise)``; the noise is standard normal, ``k * rank`` numbers for the principal directions of the k
     nearest classes and ``feature_dim`` for the isotropic rest. `fit` sets the base statistics (buffers, saved with
-    the weights; loading a state dict resizes them to the saved number of base classes)."""
+    the weights unless ``keep_statistics`` is False; loading a state dict resizes them to the saved number of base
+    classes)."""
 
     def __init__(self, feature_dim: int, *, k: int = 2, alpha: float = 0.21, power: float = 0.5, rank: int = 16,
-                 hidden: int = 256):
+                 hidden: int = 256, keep_statistics: bool = True):
         super().__init__()
         if k < 1 or alpha < 0 or power <= 0 or rank < 0:
             raise ValueError(f"the calibrated generator needs k >= 1, alpha >= 0, tukey > 0 and rank >= 0; got k={k}, "
                              f"alpha={alpha}, tukey={power}, rank={rank}")
         rank = min(rank, feature_dim)  # a D-dimensional covariance has at most D principal directions
         self.feature_dim, self.k, self.alpha, self.power, self.rank = feature_dim, k, alpha, power, rank
-        self.register_buffer("base_means", torch.zeros(0, feature_dim))
-        self.register_buffer("base_directions", torch.zeros(0, feature_dim, rank))
-        self.register_buffer("base_residual_variance", torch.zeros(0))
+        self.register_buffer("base_means", torch.zeros(0, feature_dim), persistent=keep_statistics)
+        self.register_buffer("base_directions", torch.zeros(0, feature_dim, rank), persistent=keep_statistics)
+        self.register_buffer("base_residual_variance", torch.zeros(0), persistent=keep_statistics)
         self.residual = nn.Sequential(nn.Linear(3 * feature_dim, hidden), nn.LeakyReLU(0.2),
                                       nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, feature_dim))
         nn.init.zeros_(self.residual[-1].weight)
@@ -49,7 +53,9 @@ class CalibratedGenerator(nn.Module):
     @torch.no_grad()
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "CalibratedGenerator":
         """Base statistics from the base classes' features ``[N, D]`` and labels ``[N]`` in ``0..C-1``: per class, the
-        mean of the transformed features and the probabilistic-PCA form of their covariance (unbiased)."""
+        mean of the transformed features and the probabilistic-PCA form of their covariance (unbiased), from the
+        singular values of the centred features (a class has far fewer examples than dimensions, so this is much
+        cheaper than the covariance's eigendecomposition and gives the same form)."""
         if features.shape[1] != self.feature_dim:
             raise ValueError(f"features have {features.shape[1]} dimensions; this generator expects {self.feature_dim}")
         classes = labels.unique()
@@ -61,13 +67,19 @@ class CalibratedGenerator(nn.Module):
                              f"each; got {len(classes)} classes, the smallest with {int(counts.min())}")
         transformed = tukey(features.double(), self.power)
         means, directions, residuals = [], [], []
+        dim = self.feature_dim
         for c in classes:
             members = transformed[labels == c]
             centred = members - members.mean(0)
-            variances, vectors = torch.linalg.eigh(centred.T @ centred / (len(members) - 1))
-            variances, vectors = variances.flip(0).clamp_min(0), vectors.flip(1)
-            rest = variances[self.rank:].mean() if self.rank < self.feature_dim else variances.new_zeros(())
-            directions.append(vectors[:, :self.rank] * (variances[:self.rank] - rest).clamp_min(0).sqrt())
+            _, singular, vectors = torch.linalg.svd(centred, full_matrices=False)
+            variances = singular.pow(2) / (len(members) - 1)  # the nonzero eigenvalues of the covariance, descending
+            top = variances[:self.rank]
+            rest = top.new_zeros(())
+            if self.rank < dim:  # the mean of the eigenvalues past the top rank, zeros included
+                rest = (variances.sum() - top.sum()).clamp_min(0) / (dim - self.rank)
+            spread = (top - rest).clamp_min(0).sqrt()
+            kept = vectors[:self.rank].T * spread  # a class of n examples has at most n - 1 directions: pad the rest
+            directions.append(torch.cat([kept, kept.new_zeros(dim, self.rank - kept.shape[1])], 1))
             means.append(members.mean(0))
             residuals.append(rest)
         self.base_means = torch.stack(means).float()
@@ -129,9 +141,10 @@ class CalibratedGANHallucinator(Hallucinator):
     def __init__(self, *, feature_dim: int, k: int = 2, alpha: float = 0.21, tukey: float = 0.5, rank: int = 16,
                  hidden: int = 256, critic_hidden: int = 256, synthetic_mass: float | None = 1.0,
                  adversarial_weight: float = 0.1, per_sample_weight: float = 1.0,
-                 gradient_penalty_weight: float = 10.0):
+                 gradient_penalty_weight: float = 10.0, keep_statistics: bool = True):
         super().__init__()
-        self.generator = CalibratedGenerator(feature_dim, k=k, alpha=alpha, power=tukey, rank=rank, hidden=hidden)
+        self.generator = CalibratedGenerator(feature_dim, k=k, alpha=alpha, power=tukey, rank=rank, hidden=hidden,
+                                             keep_statistics=keep_statistics)
         self.critic = Critic(feature_dim, critic_hidden)
         self.synthetic_mass = synthetic_mass
         self.adversarial_weight, self.per_sample_weight = adversarial_weight, per_sample_weight
@@ -140,6 +153,10 @@ class CalibratedGANHallucinator(Hallucinator):
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "CalibratedGANHallucinator":
         self.generator.fit(features, labels)
         return self
+
+    @property
+    def needs_base_statistics(self) -> bool:
+        return len(self.generator.base_means) == 0
 
     def before_training(self, base_features: torch.Tensor, base_labels: torch.Tensor) -> None:
         self.fit(base_features, base_labels)

@@ -111,6 +111,12 @@ class Hallucinator(nn.Module):
         """Called by the training loop on a frozen backbone, with every base-class feature ``[N, D]`` and its label
         ``[N]``, before the first episode: a hallucinator that needs base-class statistics takes them here."""
 
+    @property
+    def needs_base_statistics(self) -> bool:
+        """True when the hallucinator's base-class statistics were left out of its checkpoint and are not yet
+        recomputed: `hallucinate.load` then hands `before_training` the train split's features."""
+        return False
+
     def before_validation(self, model: nn.Module, base_split, *, seed: int, device: torch.device,
                           precision: str) -> None:
         """Called by the training loop before each validation, with the model in training mode: a hallucinator

@@ -15,7 +15,7 @@ class EpisodicConfig:
     maml_inner_steps: int = 1  # MAML / ANIL: gradient steps on the support set, in training and at test time
     maml_inner_lr: float = 0.4
     maml_first_order: bool = False
-    finetune_steps: int = 100  # Baseline / Baseline++: SGD passes over the support set (batches of 4) fitting a new head
+    finetune_steps: int = 100  # Baseline / Baseline++: SGD passes over the support set (batches of 4) fitting a head
     finetune_lr: float = 0.01
     pretrain_epochs: int = 0  # Baseline / Baseline++: epochs of mini-batch training on the base classes first
     pretrain_batch_size: int = 64
@@ -40,6 +40,7 @@ class EpisodicConfig:
     calibration_alpha: float = 0.21  # ... added to the covariance's diagonal (Yang et al.'s mini-ImageNet value)
     calibration_tukey: float = 0.5  # ... Tukey's power transform exponent (Yang et al.: 0.5)
     calibration_rank: int = 16  # calibrated GAN: principal directions kept of each base class's covariance
+    calibration_in_checkpoint: bool = True  # ... False: leave the statistics out, `hallucinate.load` recomputes them
     # Two stages when hallucinator_episodes > 0: stage 1 trains the embedding without a hallucinator (the settings
     # above and below, in OUT/stage1), stage 2 freezes it and trains the hallucinator (with the learner) on
     # hallucinator_* episodes of the base classes' features. 0: one stage, the hallucinator trained jointly.
@@ -99,8 +100,8 @@ HALLUCINATOR_SETTINGS = ("hallucinator", "gan_generator", "n_synthetic", "shot_a
                          "noise_dim", "hallucinator_hidden", "critic_hidden", "adversarial_weight",
                          "anti_collapse_weight", "per_sample_weight", "gradient_penalty_weight", "critic_lr",
                          "analogy_weight", "calibration_k", "calibration_alpha", "calibration_tukey",
-                         "calibration_rank", "hallucinator_episodes", "hallucinator_n_way", "hallucinator_k_shot",
-                         "hallucinator_q_query", "hallucinator_lr")
+                         "calibration_rank", "calibration_in_checkpoint", "hallucinator_episodes", "hallucinator_n_way",
+                         "hallucinator_k_shot", "hallucinator_q_query", "hallucinator_lr")
 # Checkpoints written before these settings existed behaved as these values, not as today's defaults.
 BEFORE_SETTING = {"gan_generator": "noise", "shot_aware_weights": False}
 
