@@ -2,7 +2,7 @@
 the design). Stage 1 is pipelines/cifarfs_relation.py's run, unchanged, into OUT/stage1. Stage 2 freezes its
 embedding and trains the hallucinator together with the relation module on 5-way 1-shot 15-query episodes of the
 base classes' 64x6x6 feature maps (flattened, 2304 numbers): a class's synthetic maps join its support maps in the
-weighted sum the relation module compares with each query. The hallucinator's settings are the CIFAR-FS ProtoNet
+weighted mean the relation module compares with each query. The hallucinator's settings are the CIFAR-FS ProtoNet
 pipeline's, not tuned for relation networks, except two that keep the checkpoint under 5 MiB: a generator and critic
 of 64 hidden units (256 would be 9.4 MB on 2304 numbers) and base statistics left out of the checkpoint (64 classes x
 2304 x 17 numbers, 10 MB), which `hallucinate.load` recomputes from the train split."""

@@ -134,6 +134,16 @@ def test_exclude_keeps_the_seeds_own_class_out_of_its_nearest():
     assert torch.allclose(mean[0], (on_class_means[0] + generator.base_means[others].sum(0)) / 3, atol=1e-5)
 
 
+def test_seeds_repeated_m_times_get_the_nearest_classes_of_each_alone():
+    features, labels = _base(n_classes=6)
+    generator = _generator().fit(features, labels)
+    seeds = tukey(features[[0, 50, 0, 0, 50, 120]], 0.5)
+    exclude = torch.tensor([0, 1, 3, 0, 1, 3])  # the same seed with another excluded class is another query
+    expected = torch.cat([generator.nearest(seed.unsqueeze(0), e.view(1)) for seed, e in zip(seeds, exclude)])
+    assert torch.equal(generator.nearest(seeds, exclude), expected)
+    assert torch.equal(generator.nearest(seeds), torch.cat([generator.nearest(seed.unsqueeze(0)) for seed in seeds]))
+
+
 def test_a_state_dict_loads_into_a_freshly_built_generator_and_gives_the_same_samples():
     features, labels = _base(n_classes=5)
     hallucinator = CalibratedGANHallucinator(feature_dim=D, rank=2, hidden=8, critic_hidden=8).fit(features, labels)

@@ -99,10 +99,13 @@ class CalibratedGenerator(nn.Module):
         if len(self.base_means) == 0:
             raise RuntimeError("the calibrated generator has no base-class statistics: call fit(features, labels) on "
                                "the base classes' features first")
-        distances = torch.cdist(transformed, self.base_means)
+        # An episode's M synthetic examples of a class share its K seeds: measure each distinct (seed, exclude) once.
+        keys = transformed if exclude is None else torch.cat([transformed, exclude.unsqueeze(1).to(transformed)], 1)
+        distinct, inverse = keys.unique(dim=0, return_inverse=True)
+        distances = torch.cdist(distinct[:, :self.feature_dim], self.base_means)
         if exclude is not None:
-            distances = distances.scatter(1, exclude.unsqueeze(1), float("inf"))
-        return distances.topk(self.k, largest=False).indices
+            distances = distances.scatter(1, distinct[:, self.feature_dim:].long(), float("inf"))
+        return distances.topk(self.k, largest=False).indices[inverse]
 
     def calibrated(self, seed: torch.Tensor, noise: torch.Tensor, exclude: torch.Tensor | None = None):
         """The transformed seed, its calibrated mean and a calibrated deviation, each ``[n, D]``."""
