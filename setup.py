@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["hallucinate", "hallucinate.*"]),
+    package_data={"hallucinate.data": ["splits/cifar_fs_bertinetto/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.2,<2.15", "torchvision>=0.17,<0.30", "numpy", "pillow", "lmdb", "albumentations>=2.0",
                       "tqdm", "pytorch-fid>=0.3", "matplotlib"],

@@ -255,13 +255,16 @@ def test_empty_data_root_names_the_missing_files_and_the_folder(tmp_path, monkey
 
 
 def test_empty_cifar_fs_root_names_the_files_and_how_to_make_them(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(archive, "download", _no_network)
+    def unreachable(*args, **kwargs):  # torchvision fetches CIFAR-100 through urllib.request.urlopen
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("urllib.request.urlopen", unreachable)
     code, err = _cli(capsys, "ingest", "cifar_fs", "--data-root", tmp_path, "--cache-dir", tmp_path / "cache")
     assert code == 2
-    assert err.startswith(f"hallucinate ingest: error: CIFAR-FS: missing train.zip, val.zip, test.zip, "
-                          f"splits/bertinetto/train.txt, splits/bertinetto/val.txt, splits/bertinetto/test.txt in "
-                          f"{tmp_path / 'cifar_fs'}, and train.zip, val.zip, test.zip cannot be downloaded. CIFAR-FS "
-                          "has no download of its own: build it from CIFAR-100")
+    assert err.startswith(f"hallucinate ingest: error: CIFAR-FS: no train.zip, val.zip, test.zip in "
+                          f"{tmp_path / 'cifar_fs'}, and CIFAR-100 could not be fetched to build them "
+                          "(https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz -> "
+                          f"{tmp_path / 'cifar_fs/cifar-100-python.tar.gz'}: network unreachable). Download ")
 
 
 def test_a_file_that_is_not_a_zip_is_named(tmp_path, capsys):

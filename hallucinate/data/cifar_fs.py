@@ -1,8 +1,8 @@
 """CIFAR-FS (Bertinetto et al. 2019): the 100 CIFAR-100 classes split 64/16/20 into train, val and test, 32x32 RGB.
 
 Read from one zip per split, ``<split>.zip`` holding ``<split>/<class>/<idx>.png`` (``idx``: the image's index in
-CIFAR-100), and the Bertinetto class lists. There is no official download of these zips: they are built from
-CIFAR-100 with the split lists, so a missing zip is an error that says so rather than a download.
+CIFAR-100), and the Bertinetto class lists. There is no official download of these zips: when none of them is in
+the data root, `cifar_fs_build` builds them from CIFAR-100 (downloaded when missing) with the class lists.
 """
 import zipfile
 from collections import defaultdict
@@ -12,22 +12,21 @@ import numpy as np
 from PIL import Image
 
 from .archive import checked_members, ensure_files, fingerprint, read_image
+from .cifar_fs_build import CIFAR100_URL, build_zips
 
 SPLITS = ("train", "val", "test")
 ARCHIVES = tuple(f"{split}.zip" for split in SPLITS)
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-_SPLIT_LISTS = ("https://raw.githubusercontent.com/ArnoutDevos/maml-cifar-fs/"
-                "56b8dfd367d916d1f5b8ec53ae6c9e747232dc71/data/CIFARFS/cifar-fs-splits/")
-URLS = {name: None for name in ARCHIVES} | {  # None: built from CIFAR100_URL, not downloadable
-    f"splits/bertinetto/{split}.txt": _SPLIT_LISTS + f"{split}.txt" for split in SPLITS}
-_HOW = (f"CIFAR-FS has no download of its own: build it from CIFAR-100 ({CIFAR100_URL}) with the Bertinetto et al. "
-        f"class lists ({_SPLIT_LISTS}{{train,val,test}}.txt), as one zip per split holding "
+# Verbatim from ArnoutDevos/maml-cifar-fs @ 56b8dfd (data/CIFARFS/cifar-fs-splits/), MIT licensed: see the LICENSE there
+SHIPPED_SPLIT_LISTS = Path(__file__).parent / "splits" / "cifar_fs_bertinetto"
+_HOW = (f"hallucinate builds all three from CIFAR-100 ({CIFAR100_URL}) with the Bertinetto et al. class lists when "
+        f"none of them is there: remove the others to have them built, or put the missing ones there, each holding "
         f"<split>/<class>/<idx>.png, where idx is the image's index in CIFAR-100. Or point --data-root / "
         f"$HALLUCINATE_DATA at a folder holding cifar_fs/.")
 
 CHANNELS = 3
 DEFAULT_IMAGE_SIZE = 32
-MIN_IMAGES_PER_CLASS = 500  # CIFAR-100's training images; the official CIFAR-FS adds its 100 test images (600)
+# CIFAR-100's training images, all the shared copy has; a build from CIFAR-100 adds its 100 test images (600)
+MIN_IMAGES_PER_CLASS = 500
 
 
 def prepare_image(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
@@ -38,10 +37,23 @@ def prepare_image(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> n
     return np.array(rgb, dtype=np.uint8)
 
 
+def split_lists(folder: Path) -> dict[str, Path]:
+    """The class list of each split: ``<folder>/splits/bertinetto/<split>.txt`` when all three are there (a data
+    root may carry its own), else the ones shipped with hallucinate."""
+    lists = folder / "splits" / "bertinetto"
+    if not all((lists / f"{split}.txt").is_file() for split in SPLITS):
+        lists = SHIPPED_SPLIT_LISTS
+    return {split: lists / f"{split}.txt" for split in SPLITS}
+
+
 def source_files(root: Path) -> list[Path]:
+    """The zips, built first when none is there, then the class lists."""
     folder = root / "cifar_fs"
-    ensure_files(folder, URLS, "CIFAR-FS", how=_HOW)
-    return [folder / name for name in URLS]
+    lists = split_lists(folder)
+    if not any((folder / name).is_file() for name in ARCHIVES):
+        build_zips(folder, {split: path.read_text().split() for split, path in lists.items()})
+    ensure_files(folder, dict.fromkeys(ARCHIVES), "CIFAR-FS", how=_HOW)
+    return [folder / name for name in ARCHIVES] + list(lists.values())
 
 
 def source_fingerprint(root: Path) -> str:
@@ -53,8 +65,8 @@ def read_classes(root: Path, image_size: int = DEFAULT_IMAGE_SIZE):
     list order, each class's images in the order of their CIFAR-100 index."""
     folder = root / "cifar_fs"
     source_files(root)
-    for split in SPLITS:
-        wanted = (folder / f"splits/bertinetto/{split}.txt").read_text().split()
+    for split, class_list in split_lists(folder).items():
+        wanted = class_list.read_text().split()
         with zipfile.ZipFile(folder / f"{split}.zip") as archive:
             members = _members_by_class(archive, split)
             for class_name in wanted:
