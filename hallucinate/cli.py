@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
     _paths(evaluate)
 
-    ingest = commands.add_parser("ingest", help="build a data set's LMDB store")
+    ingest = commands.add_parser("ingest", help="build a data set's LMDB store (CIFAR-FS: when its zips are missing, "
+                                                "they are built first from CIFAR-100, downloaded if it is not there)")
     ingest.add_argument("dataset")
     ingest.add_argument("--image-size", type=int)
     ingest.add_argument("--rebuild", action="store_true", help="rebuild even if a current store exists")
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--episodes", type=int, default=600, help="test episodes per measurement (default 600)")
     report.add_argument("--compare", nargs="+", default=[], metavar="CHECKPOINT",
                         help="also measure and picture these checkpoints' generators (e.g. the earlier noise GAN)")
+    report.add_argument("--images", type=int, help="segmentation: test scenes per clutter level (default 500)")
+    report.add_argument("--clutter", type=int, nargs="+",
+                        help="segmentation: clutter levels to measure (default: the run's and the next two)")
     report.add_argument("--no-progress", action="store_true")
     _paths(report)
 
@@ -183,7 +187,7 @@ def _report(args) -> dict:
     if args.episodes < 2:
         raise ValueError(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
     path = write_report(Path(args.run_dir), data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
-                        compare=[Path(c) for c in args.compare],
+                        compare=[Path(c) for c in args.compare], images=args.images, levels=args.clutter,
                         episodes=args.episodes, progress=not args.no_progress)
     return {"report": str(path), "files": sorted(p.name for p in path.parent.iterdir())}
 

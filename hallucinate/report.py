@@ -19,11 +19,13 @@ def _row(cells) -> str:
 
 
 def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str | None = None, episodes: int = 600,
-                 progress: bool = True, compare: list[Path] = ()) -> Path:
+                 progress: bool = True, compare: list[Path] = (), images: int | None = None,
+                 levels: list[int] | None = None) -> Path:
     """Evaluate the best weights of ``run_dir/checkpoint.pt`` on its data set's test split and write
     ``run_dir/report/report.md`` with its PNGs; return the report's path. Each checkpoint in ``compare`` (e.g. the
     earlier noise GAN's) has its generator's features measured and pictured beside this run's, each on its own
-    backbone's features of the same test classes."""
+    backbone's features of the same test classes. A segmentation run is reported by
+    `hallucinate.segmentation.report.write_segmentation_report`, on ``images`` test scenes at each of ``levels``."""
     from . import load
     from .data import open_store
     from .data.paths import cache_dir as resolve_cache
@@ -38,6 +40,16 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     out = run_dir / "report"
     device = resolve_device(device)
     state = load_checkpoint(checkpoint)
+    if state.get("task") == "segmentation":
+        from .segmentation.report import write_segmentation_report
+
+        if compare:
+            raise ValueError(f"--compare measures hallucinators' features of classification runs; {run_dir} is a "
+                             f"segmentation run")
+        return write_segmentation_report(run_dir, state, data_root=data_root, device=device, images=images,
+                                         levels=levels, progress=progress)
+    if images is not None or levels:
+        raise ValueError(f"--images and --clutter apply to segmentation runs; {run_dir} is a classification run")
     model = load(checkpoint, device=str(device), data_root=data_root, cache_dir=cache_dir)
     config = model.config
     store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)

@@ -4,6 +4,7 @@ averaged over images; and the localisation accuracy, the share of images whose p
 within 5 pixels of the true mask's. Floors: predicting nothing, and predicting every inked pixel."""
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..evaluation.statistics import mean_ci95
@@ -74,3 +75,17 @@ class SegmentationResult:
         if per_image:
             result["per_image"] = [round(value, 6) for value in self.ious]
         return result
+
+
+def paired_iou_gain(treated: SegmentationResult, control: SegmentationResult) -> tuple[float, float]:
+    """Mean and 95% interval (IoU points) of ``treated - control``, image by image. Both must have been measured on
+    the same scenes: the same subset, level, references and images, and the same inked floor image by image."""
+    same = ("subset", "clutter", "same_drawer", "k_shot", "images")
+    differences = [f"{key} {getattr(treated, key)} vs {getattr(control, key)}" for key in same
+                   if getattr(treated, key) != getattr(control, key)]
+    if not differences and treated.inked_floor != control.inked_floor:
+        differences.append("the inked floor of some image")
+    if differences:
+        raise ValueError(f"paired gains need the same scenes; these differ: {', '.join(differences)}")
+    mean, ci = mean_ci95(np.subtract(treated.ious, control.ious))
+    return 100 * mean, 100 * ci
