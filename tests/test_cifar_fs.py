@@ -22,7 +22,14 @@ def cifar_fs(data_root, cache):
 
 
 def _split_list(data_root, split):
-    return (data_root / f"cifar_fs/splits/bertinetto/{split}.txt").read_text().split()
+    return cifar_fs_data.split_lists(data_root / "cifar_fs")[split].read_text().split()
+
+
+def _per_class(store) -> int:
+    """Images a class: 500 in the shared copy (CIFAR-100's training images only), 600 in a build from CIFAR-100."""
+    per_class = store.meta["splits"]["test"]["size"] // 20
+    assert per_class in (500, 600)
+    return per_class
 
 
 def _pil_decode(zipped, name):
@@ -33,11 +40,13 @@ def _pil_decode(zipped, name):
 def test_bertinetto_split_classes_and_images(data_root, cifar_fs):
     splits = cifar_fs.meta["splits"]
     assert {name: len(split["classes"]) for name, split in splits.items()} == {"train": 64, "val": 16, "test": 20}
-    assert {name: split["size"] for name, split in splits.items()} == {"train": 32000, "val": 8000, "test": 10000}
+    per_class = _per_class(cifar_fs)
+    assert {name: split["size"] for name, split in splits.items()} == {"train": 64 * per_class,
+                                                                        "val": 16 * per_class, "test": 20 * per_class}
     for name in ("train", "val", "test"):
         split = cifar_fs.split(name)
         assert split.classes == _split_list(data_root, name)
-        assert np.bincount(split.labels).tolist() == [500] * len(split.classes)
+        assert np.bincount(split.labels).tolist() == [per_class] * len(split.classes)
     image, label = cifar_fs.split("test")[0]
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and label == 0
 
@@ -49,7 +58,7 @@ def test_splits_are_disjoint(data_root, cifar_fs):
     for name in ("train", "val", "test"):
         with zipfile.ZipFile(data_root / f"cifar_fs/{name}.zip") as zipped:
             indices.append({n.rsplit("/", 1)[1] for n in zipped.namelist() if n.endswith(".png")})
-    assert sum(map(len, indices)) == len(set.union(*indices)) == 50000
+    assert sum(map(len, indices)) == len(set.union(*indices)) == 100 * _per_class(cifar_fs)
 
 
 def test_known_images_decode_as_pil_reads_them(data_root, cifar_fs):
