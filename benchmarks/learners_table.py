@@ -6,6 +6,7 @@
     python benchmarks/learners_table.py --learners siamese --tag 20k   # the checkpoints trained ten times longer
     python benchmarks/learners_table.py --learners maml anil --tag 20way --settings 20x1 20x5   # 20-way heads
     python benchmarks/learners_table.py --dataset omniglot --merge PART.json ...  # parts, one table (README names them)
+    python benchmarks/learners_table.py --learners baseline --no-noise   # the noise GAN's arms are in earlier files
 
 For each learner it loads ``checkpoints/<omniglot or cifarfs>_<learner>_conv4.pt`` (trained without a hallucinator),
 ``..._<learner>_gan_conv4.pt`` (the two-stage calibrated GAN on that frozen checkpoint, benchmarks/learner_gans.py)
@@ -14,9 +15,11 @@ the same episodes (same seed, 15 queries per class): the plain checkpoint, and e
 off and on. Gains are paired episode by episode: "on - off" (same weights) and "on - plain" (what training with the
 hallucinator bought). A missing checkpoint is reported as missing, never left out silently; a setting a checkpoint
 cannot run (MAML's head is fixed to the way count it was trained with) is reported with the reason.
-Writes docs/<dataset>_learners.json and prints the Markdown table. With ``--merge`` it evaluates
-nothing: it prints one table from the rows of earlier runs' JSON files (which must share episodes and seed); in files
-written before the two-stage GAN existed, the GAN columns are the noise GAN's and are printed as such.
+Writes docs/<dataset>_learners.json and prints the Markdown table. ``--no-noise`` leaves the noise GAN's arms out
+(they cost half of a cell's evaluations, and the files written before the two-stage GAN hold them for the same
+episodes). With ``--merge`` it evaluates nothing: it prints one table from the rows of earlier runs' JSON files
+(which must share episodes and seed), a cell's columns from every file that measured them; in files written before
+the two-stage GAN existed, the GAN columns are the noise GAN's and are printed as such.
 """
 import argparse
 import json
@@ -61,6 +64,7 @@ def main() -> None:
                                       "runs trained ten times longer, 20way for MAML's and ANIL's 20-way heads")
     parser.add_argument("--settings", nargs="+", metavar="NxK",
                         help="only these N-way K-shot cells, e.g. 5x1 20x1 (default: all of the data set's)")
+    parser.add_argument("--no-noise", action="store_true", help="leave out the noise GAN's checkpoints")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root")
@@ -85,7 +89,8 @@ def main() -> None:
     tag = f"_{args.tag}" if args.tag else ""
     for learner in args.learners:
         paths = {kind: Path(args.checkpoints) / f"{PREFIX[args.dataset]}_{learner}{suffix}{tag}_conv4.pt"
-                 for kind, suffix in (("plain", ""), ("gan", "_gan"), ("gan_noise", "_gan_noise"))}
+                 for kind, suffix in (("plain", ""), ("gan", "_gan"), ("gan_noise", "_gan_noise"))
+                 if not (kind == "gan_noise" and args.no_noise)}
         models = {kind: hallucinate.load(path, data_root=args.data_root, cache_dir=args.cache_dir)
                   for kind, path in paths.items() if path.is_file()}
         banks = {kind: feature_bank(model, test, device=torch.device("cpu"), precision="fp32", cache=cache)
@@ -150,8 +155,9 @@ def as_noise_gan(row: dict) -> dict:
 
 def merged_cells(dataset: str, paths: list[str]) -> tuple[dict, int, int]:
     """The rows of several runs' JSON outputs by (learner, n_way, k_shot), with the runs' episodes and seed. A cell
-    measured by two of them is taken from the later file, and a message says so; runs on other episodes or seeds, or
-    with another data set's settings, are refused with ValueError."""
+    gets its columns from every file that measured them; a column measured by two files is taken from the later
+    one, and a message says so. Runs on other episodes or seeds, or with another data set's settings, are refused
+    with ValueError."""
     runs = {path: json.loads(Path(path).read_text()) for path in paths}
     if len({(run["episodes"], run["seed"]) for run in runs.values()}) > 1:
         raise ValueError("the runs used different episode counts or seeds: "
@@ -163,8 +169,14 @@ def merged_cells(dataset: str, paths: list[str]) -> tuple[dict, int, int]:
             key = (row["learner"], row["n_way"], row["k_shot"])
             if (row["n_way"], row["k_shot"]) not in SETTINGS[dataset]:
                 raise ValueError(f"{path} has a {key[1]}-way {key[2]}-shot row, not a {dataset} setting")
+            measured = {name for name, value in row.items() if name not in ("learner", "n_way", "k_shot", "missing")
+                        and value is not None}
             if key in cells:
-                print(f"{key[0]} {key[1]}-way {key[2]}-shot: from {path}, replacing {cells[key][0]}'s")
+                replaced = sorted(measured & cells[key][1].keys())
+                if replaced:
+                    print(f"{key[0]} {key[1]}-way {key[2]}-shot: {', '.join(replaced)} from {path}, replacing "
+                          f"{cells[key][0]}'s")
+                row = cells[key][1] | {name: row[name] for name in measured}
             cells[key] = (path, row)
     (episodes, seed), = {(run["episodes"], run["seed"]) for run in runs.values()}
     print("commands: " + "; ".join(run["command"] for run in runs.values()))

@@ -50,3 +50,24 @@ def test_merge_prints_a_file_from_before_the_two_stage_gan_in_the_noise_gan_colu
     assert cells[4:8] == ["not trained", "not trained", "—", "—"]
     assert cells[8] == f"{row['on']['accuracy']:.2f} ± {row['on']['ci95']:.2f}"
     assert cells[9] == f"{row['gain_on_minus_off'][0]:+.2f} ± {row['gain_on_minus_off'][1]:.2f}"
+
+
+def test_merge_takes_each_cells_columns_from_every_file_that_measured_them(tmp_path):
+    """A two-stage run made with --no-noise and an earlier file's noise GAN arms, same episodes: one row with both."""
+    old = json.loads((ROOT / "docs/cifar_fs_learners_relation.json").read_text())
+    row, = [r for r in old["rows"] if (r["n_way"], r["k_shot"]) == (5, 1)]
+    two_stage = {"learner": "relation", "n_way": 5, "k_shot": 1, "missing": [], "plain": row["plain"],
+                 "off": {"accuracy": 50.0, "ci95": 0.5}, "on": {"accuracy": 51.0, "ci95": 0.5},
+                 "gain_on_minus_off": [1.0, 0.25], "gain_on_minus_plain": [2.0, 0.3]}
+    new = tmp_path / "two_stage.json"
+    new.write_text(json.dumps({"command": "test", "episodes": old["episodes"], "seed": old["seed"],
+                               "two_stage_gan": True, "rows": [two_stage]}))
+    done = run_script("benchmarks/learners_table.py", "--dataset", "cifar_fs",
+                      "--merge", "docs/cifar_fs_learners_relation.json", str(new))
+    assert done.returncode == 0, done.stderr
+    assert "relation 5-way 1-shot: plain from" in done.stdout  # measured twice: said so
+    line, = [line for line in done.stdout.splitlines() if line.startswith("| relation | 5-way 1-shot |")]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[4:8] == ["50.00 ± 0.50", "51.00 ± 0.50", "+1.00 ± 0.25", "+2.00 ± 0.30"]
+    assert cells[8] == f"{row['on']['accuracy']:.2f} ± {row['on']['ci95']:.2f}"
+    assert cells[9] == f"{row['gain_on_minus_off'][0]:+.2f} ± {row['gain_on_minus_off'][1]:.2f}"
