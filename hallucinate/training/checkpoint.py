@@ -107,7 +107,7 @@ def _unpickler_reason(message: str) -> str:
 
 
 def trained_episodes(state: dict) -> int:
-    """Episodes a training checkpoint's run has seen: one per process per step (`next_episode` counts steps)."""
+    """Episodes a training checkpoint's run has seen: `next_episode` counts each process's episodes."""
     return state["sampler"]["next_episode"] * state["sampler"].get("world_size", 1)
 
 

@@ -55,6 +55,13 @@ class EpisodicConfig:
     k_shot: int = 5
     q_query: int = 5
     episodes: int = 5000
+    # Episodes (tasks) whose mean gradient makes one optimizer step, for every learner (and the critic): MAML/ANIL's
+    # meta-batch (Finn et al. average 32 tasks per outer step on Omniglot). episodes, lr_step and the *_every
+    # intervals still count episodes (each process's, under torchrun), so a schedule means the same with any
+    # meta-batch; an outer step takes the learning rate of its first episode. The run's length and the *_every
+    # intervals must be multiples of it, so that checkpoints, logs, validations and the NaN guard fall between outer
+    # steps.
+    meta_batch: int = 1
     lr: float = 1e-3
     lr_step: int = 2000  # episodes between halvings (multiplied by lr_gamma)
     lr_gamma: float = 0.5
@@ -70,6 +77,19 @@ class EpisodicConfig:
     num_workers: int = 1
     precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32" for the backbone
     channels_last: bool = True
+
+    def __post_init__(self):
+        """Refuse a meta-batch the run cannot be cut into, when the config is built: before any data is read."""
+        if self.meta_batch == 1:  # every count is a multiple of 1; a value of the wrong type is `check_types`'s to name
+            return
+        if not isinstance(self.meta_batch, int) or self.meta_batch < 1:
+            raise ValueError(f"meta_batch must be a whole number of episodes, at least 1, got {self.meta_batch!r}")
+        counts = ("episodes", "hallucinator_episodes") if self.two_stage else ("episodes",)
+        misfits = [f"{name}={getattr(self, name)}" for name in counts + ("checkpoint_every", "val_every", "log_every")
+                   if getattr(self, name) % self.meta_batch]
+        if misfits:
+            raise ValueError(f"meta_batch={self.meta_batch} must divide the run's length and the checkpoint, "
+                             f"validation and log intervals, which fall between outer steps; not {', '.join(misfits)}")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

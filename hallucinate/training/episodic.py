@@ -46,14 +46,15 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     ``config.hallucinator_episodes`` of the ``hallucinator_*`` shape, on the frozen backbone's features,
     ``train_split`` unaugmented); validate on ``val_split`` every ``val_every`` episodes and keep the best weights;
     checkpoint every ``checkpoint_every`` episodes to ``out_dir/checkpoint.pt``; append metrics to
-    ``out_dir/metrics.jsonl``; return (and write to ``out_dir/metrics.json``) the run's summary. A step whose losses
-    are NaN or inf changes no weight and is counted (``skipped_steps``); ``config.max_nonfinite_steps`` of them in a
-    row stop the run (`NonFiniteLossError`).
+    ``out_dir/metrics.jsonl``; return (and write to ``out_dir/metrics.json``) the run's summary. Each optimizer step
+    (an outer step) averages the gradients of ``config.meta_batch`` consecutive episodes. A step whose losses are NaN
+    or inf changes no weight and is counted (``skipped_steps``); ``config.max_nonfinite_steps`` of them in a row stop
+    the run (`NonFiniteLossError`).
 
-    In a process group (torchrun; see `distributed`) each of the N ranks trains its own episode at each step and
-    the gradients are averaged, so ``config.episodes`` steps see N times as many episodes. Every rank validates
-    (the same weights on the same seeded episodes: the same result, in the time it would otherwise wait for rank 0),
-    and rank 0 alone writes files."""
+    In a process group (torchrun; see `distributed`) each of the N ranks trains its own episodes at each step and
+    the gradients are averaged: ``config.episodes`` counts each rank's episodes, N times as many in all. Every rank
+    validates (the same weights on the same seeded episodes: the same result, in the time it would otherwise wait for
+    rank 0), and rank 0 alone writes files."""
     rank, world = distributed.rank(), distributed.world_size()
     writer = rank == 0
     out_dir = Path(out_dir)
@@ -134,8 +135,11 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     sums: dict[str, torch.Tensor] = {}
     nonfinite: dict[str, torch.Tensor] = {}  # how many times each loss was NaN or inf since the last log row
-    skips = SkipCounter(config.max_nonfinite_steps, device)
+    skips = SkipCounter(config.max_nonfinite_steps, device, episodes_per_step=config.meta_batch)
     steps = 0
+    # The episodes of the outer step under way: each one's losses, its critic's losses (None without a critic) and
+    # its accuracy. The critic's losses are computed at the outer step, after the main step, as with one episode.
+    outer_step = []
     interval_start, run_start = time.perf_counter(), time.perf_counter()
 
     def checkpoint(episode: int) -> None:
@@ -190,25 +194,38 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
         logits = episode_learner(support, support_labels, query, support_weights, n_way=n_way)
         losses["classification"] = episode_loss(episode_learner, logits, episode.query_labels)
         loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if not outer_step:
+            optimizer.zero_grad(set_to_none=True)
+            ok = torch.isfinite(loss)
+        else:
+            ok = ok & torch.isfinite(loss)
+        (loss / config.meta_batch).backward()  # one backward per episode: one episode's graph alive at a time
+        outer_step.append((losses, critic_losses, (logits.argmax(1) == episode.query_labels).float().mean()))
+        bar.update()
+        steps += 1
+        if episode_number % config.meta_batch:
+            continue
+
         # Gradients are averaged by hand rather than by DistributedDataParallel: this loop calls the backbone, the
         # generator, the learner and the critic directly, where DDP averages only the backward of its wrapper's
         # forward, and it steps two optimizers on two backward passes. One flat all-reduce per optimizer is what
         # DDP would do with one bucket; its overlap of communication with the backward matters little for these
-        # small networks. The same all-reduce tells every rank whether any rank's loss was NaN or inf.
-        ok = torch.isfinite(loss)
+        # small networks. The same all-reduce tells every rank whether any rank's loss was NaN or inf, and averages
+        # the batch-norm statistics, which differ between the ranks inside an outer step (nothing reads them there).
         if world > 1:
             ok = distributed.all_reduce_gradients(main_parameters, ok, buffers=statistics)
         step_if(ok, optimizer)
-        scheduler.step()
+        for _ in range(config.meta_batch):  # lr_step counts episodes
+            scheduler.step()
 
-        if critic_losses is not None:
-            critic_terms = critic_losses()
-            losses.update(critic_terms)
-            critic_loss = sum(critic_terms.values())
+        if critic_optimizer is not None:
+            critic_loss = 0
+            for losses, critic_losses, _ in outer_step:
+                critic_terms = critic_losses()
+                losses.update(critic_terms)
+                critic_loss = critic_loss + sum(critic_terms.values())
             critic_optimizer.zero_grad(set_to_none=True)
-            critic_loss.backward()
+            (critic_loss / config.meta_batch).backward()
             critic_ok = torch.isfinite(critic_loss)
             if world > 1:
                 critic_ok = distributed.all_reduce_gradients(critic, critic_ok)
@@ -216,14 +233,14 @@ def train_episodic(config: EpisodicConfig, model: nn.Module, train_split, val_sp
             ok = ok & critic_ok
         skips.update(~ok, episode_number)
 
-        losses["accuracy"] = (logits.argmax(1) == episode.query_labels).float().mean()
-        for name, value in losses.items():
-            finite = torch.isfinite(value.detach())
-            sums[name] = sums.get(name, 0) + torch.where(finite, value.detach(), 0)
-            nonfinite[name] = nonfinite.get(name, 0) + ~finite
-        bar.update()
+        for losses, _, accuracy in outer_step:
+            losses["accuracy"] = accuracy
+            for name, value in losses.items():
+                finite = torch.isfinite(value.detach())
+                sums[name] = sums.get(name, 0) + torch.where(finite, value.detach(), 0)
+                nonfinite[name] = nonfinite.get(name, 0) + ~finite
+        outer_step = []
 
-        steps += 1
         if episode_number % config.log_every == 0 or episode_number == episodes:
             now = time.perf_counter()
             names, seen = list(sums), steps * world  # seen: episodes, over every rank

@@ -29,12 +29,13 @@ def step_if(ok: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
 
 class SkipCounter:
     """Counts, on the device, the steps skipped since the last check and the current run of consecutive ones;
-    `check` (at a log interval) raises once a run has reached ``limit``."""
+    `check` (at a log interval) raises once a run has reached ``limit``. A step trains on ``episodes_per_step``
+    episodes (a meta-batch)."""
 
-    def __init__(self, limit: int, device: torch.device):
+    def __init__(self, limit: int, device: torch.device, *, episodes_per_step: int = 1):
         if limit < 1:
             raise ValueError(f"max_nonfinite_steps must be at least 1, got {limit}")
-        self.limit = limit
+        self.limit, self.episodes_per_step = limit, episodes_per_step
         self.skipped = torch.zeros((), dtype=torch.long, device=device)
         self.streak = torch.zeros((), dtype=torch.long, device=device)
         self.reached_at = torch.zeros((), dtype=torch.long, device=device)  # the episode a streak reached the limit
@@ -53,8 +54,9 @@ class SkipCounter:
         """``nonfinite``: how many times each loss was not finite in episodes ``first_episode..last_episode``."""
         if int(self.reached_at):
             named = ", ".join(f"{name} ({count}×)" for name, count in nonfinite.items() if count)
+            steps = "episodes" if self.episodes_per_step == 1 else f"steps of {self.episodes_per_step} episodes"
             raise NonFiniteLossError(
-                f"losses were NaN or inf in {self.limit} consecutive episodes, up to episode "
+                f"losses were NaN or inf in {self.limit} consecutive {steps}, up to episode "
                 f"{int(self.reached_at)}; not finite in episodes {first_episode}-{last_episode}: {named}. Their "
                 f"updates were skipped, so the weights (and the last checkpoint) are from before them; lower lr or "
                 f"critic_lr, or raise max_nonfinite_steps (now {self.limit}) to allow longer runs of skipped steps")
