@@ -15,11 +15,12 @@ What it measures (Conv-4, ProtoNet, Omniglot 28x28 with the Vinyals splits, CPU)
      dataset that opens, rotates and resizes one extracted PNG per item with PIL, as a typical easyfsl user does.
      The same number of warm-up episodes is left out.
 2. Evaluation: 5-way 1-shot 15-query episodes per second on the test split.
-   - hallucinate: `hallucinate.evaluation.evaluate` (fp32, as `hallucinate eval` by default). "Cold" builds the
-     feature bank (each test image the episodes use embedded once, about 30,000 of 33,840 for 1000 episodes) inside
-     the timing, as a checkpoint's first evaluation does;
-     "warm" is handed the bank already built, as when the on-disk bank cache is hit on a later evaluation.
-     The cold rate depends on the number of episodes the bank cost is spread over.
+   - hallucinate: `hallucinate.evaluation.evaluate` at precision "auto" (bf16 autocast where the CPU supports it,
+     as `hallucinate eval` by default), and again in float32 on the same episodes: the paired difference of their
+     accuracies says whether bf16 changes the result. "Cold" builds the feature bank (each test image the episodes
+     use embedded once, about 30,000 of 33,840 for 1000 episodes) inside the timing, as a checkpoint's first
+     evaluation does; "warm" is handed the bank already built, as when the on-disk bank cache is hit on a later
+     evaluation. The cold rate depends on the number of episodes the bank cost is spread over.
    - easyfsl: `evaluate_on_one_task` in eval mode under `torch.no_grad` over `TaskSampler` episodes with 2 workers;
      its warm-up episodes (worker start-up) are left out, which favours easyfsl.
    Both sides evaluate the same weights: those `--checkpoint` names, else the checkpoint the training part wrote
@@ -55,7 +56,7 @@ from hallucinate.backbones import conv4
 from hallucinate.data import open_store
 from hallucinate.data.paths import data_root
 from hallucinate.device import bf16_supported
-from hallucinate.evaluation import embed_split, evaluate
+from hallucinate.evaluation import embed_split, evaluate, paired_gain
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
 
@@ -96,17 +97,10 @@ split_lines = {name: (omniglot / "splits" / "vinyals" / f"{name}.txt").read_text
 workdir = tempfile.TemporaryDirectory(prefix="speed-benchmark-")
 png_root = Path(workdir.name)
 extract_omniglot_pngs(omniglot, split_lines, png_root)
-
-
-
-
-
 peer_train, peer_test = OmniglotFolder(png_root, split_lines["train"]), OmniglotFolder(png_root, split_lines["test"])
 walls["setup"] = time.perf_counter() - t
 print(f"data: {len(peer_train)} train / {len(peer_test)} test images from PNGs extracted to {png_root} for easyfsl "
       f"({walls['setup']:.1f} s)")
-
-
 
 warmup, total_train = args.warmup_episodes, args.warmup_episodes + args.train_episodes
 results = {"hallucinate": {}, "easyfsl": {}}
@@ -172,24 +166,34 @@ print(f"evaluation weights: {checkpoint if args.checkpoint else 'the training pa
 
 # --------------------------------------------------------------------------------------- evaluation: hallucinate
 E = args.eval_episodes
-t = time.perf_counter()
-cold = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, precision="fp32", cache=None,
-                progress=True)
-walls["hallucinate_eval_cold"] = time.perf_counter() - t
-results["hallucinate"]["eval_eps_per_s"] = E / walls["hallucinate_eval_cold"]
+cold = {}
+for precision in ("auto", "fp32"):
+    t = time.perf_counter()
+    cold[precision] = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, precision=precision,
+                               cache=None, progress=True)
+    walls[f"hallucinate_eval_cold_{precision}"] = time.perf_counter() - t
+results["hallucinate"]["eval_eps_per_s"] = E / walls["hallucinate_eval_cold_auto"]
+results["hallucinate"]["eval_eps_per_s_fp32"] = E / walls["hallucinate_eval_cold_fp32"]
+difference, interval = paired_gain(cold["auto"], cold["fp32"])
+results["eval_precision"] = "bf16" if bf16_supported(device) else "fp32"
+results["auto_minus_fp32_accuracy"] = [difference, interval]
 
 t = time.perf_counter()
-bank = embed_split(model, test_split, device=device, precision="fp32")
+bank = embed_split(model, test_split, device=device, precision="auto")
 walls["hallucinate_bank"] = time.perf_counter() - t
 t = time.perf_counter()
-warm = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, precision="fp32", bank=bank,
+warm = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, precision="auto", bank=bank,
                 progress=True)
 walls["hallucinate_eval_warm"] = time.perf_counter() - t
 results["hallucinate"]["eval_eps_per_s_warm_bank"] = E / walls["hallucinate_eval_warm"]
-print(f"hallucinate eval: cold {results['hallucinate']['eval_eps_per_s']:.1f} episodes/s ({E} episodes in "
-      f"{walls['hallucinate_eval_cold']:.1f} s, embedding the images they use included); warm bank "
+print(f"hallucinate eval ({results['eval_precision']}): cold {results['hallucinate']['eval_eps_per_s']:.1f} "
+      f"episodes/s ({E} episodes in {walls['hallucinate_eval_cold_auto']:.1f} s, embedding the images they use "
+      f"included; float32: {results['hallucinate']['eval_eps_per_s_fp32']:.1f} episodes/s); warm bank "
       f"{results['hallucinate']['eval_eps_per_s_warm_bank']:.1f} episodes/s ({walls['hallucinate_eval_warm']:.2f} s; "
-      f"building that bank took {walls['hallucinate_bank']:.1f} s); accuracy {cold.accuracy:.2f}% / {warm.accuracy:.2f}%")
+      f"building that bank took {walls['hallucinate_bank']:.1f} s)")
+print(f"accuracy {cold['auto'].accuracy:.2f}% ({results['eval_precision']}) / {cold['fp32'].accuracy:.2f}% (float32) "
+      f"on the same {E} episodes: difference {difference:+.2f} ± {interval:.2f} "
+      f"({'inside' if abs(difference) <= interval else 'OUTSIDE'} its paired interval)")
 
 # ------------------------------------------------------------------------------------------- evaluation: easyfsl
 P = args.peer_eval_episodes
@@ -221,5 +225,6 @@ print("wall time (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in
 ours, peer = results["hallucinate"], results["easyfsl"]
 results |= {"train_ratio": ours["train_eps_per_s"] / peer["train_eps_per_s"],
             "eval_ratio": ours["eval_eps_per_s"] / peer["eval_eps_per_s"],
+            "eval_ratio_fp32": ours["eval_eps_per_s_fp32"] / peer["eval_eps_per_s"],
             "eval_ratio_warm_bank": ours["eval_eps_per_s_warm_bank"] / peer["eval_eps_per_s"]}
 print(json.dumps(results))

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.sampler import EpisodeSampler
-from ..device import autocast
+from ..device import autocast, bf16_supported
 from .statistics import EvalResult
 
 
@@ -34,12 +34,14 @@ def embed_split(model, split, *, device: torch.device, precision: str = "fp32", 
 
 def feature_bank(model, split, *, device: torch.device, precision: str, cache: Path | None = None,
                  progress: bool = False) -> torch.Tensor:
-    """`embed_split`, kept on disk under ``cache`` keyed by the backbone's weights, the store and the precision,
-    so evaluating the same checkpoint again (other N, K, seed, hallucination on or off) skips the embedding."""
+    """`embed_split`, kept on disk under ``cache`` keyed by the backbone's weights, the store and the precision it
+    runs in ("auto" as bf16 or fp32), so evaluating the same checkpoint again (other N, K, seed, hallucination on or
+    off) skips the embedding."""
     if cache is None:
         return embed_split(model, split, device=device, precision=precision, progress=progress)
+    computed_in = "bf16" if precision == "bf16" or (precision == "auto" and bf16_supported(device)) else "fp32"
     digest = hashlib.sha256(f"{split.store.path.resolve()}|{split.store.meta['source_fingerprint']}|{split.name}|"
-                            f"{precision}".encode())
+                            f"{computed_in}".encode())
     for name, tensor in sorted(model.backbone.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
