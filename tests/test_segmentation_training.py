@@ -65,6 +65,15 @@ def test_load_returns_the_segmenter_with_its_best_weights(trained):
         assert model(references, masks, torch.rand(2, 3, 96, 96)).shape == (2, 2, 96, 96)
 
 
+def test_export_keeps_the_best_weights_without_the_optimizer(trained, tmp_path):
+    assert main(["export", str(trained / "checkpoint.pt"), str(tmp_path / "exported.pt")]) == 0
+    exported = load_checkpoint(tmp_path / "exported.pt")
+    assert "optimizer" not in exported and "model" not in exported and exported["task"] == "segmentation"
+    best = load_checkpoint(trained / "checkpoint.pt")["best_model"]
+    model = load(tmp_path / "exported.pt")
+    assert all(torch.equal(value, best[name]) for name, value in model.state_dict().items())
+
+
 def _eval(capsys, checkpoint, data_root, *extra) -> list[dict]:
     assert main(["eval", str(checkpoint), "--data-root", str(data_root), "--no-progress", *extra]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
