@@ -126,7 +126,7 @@ def main() -> None:
 def print_table(dataset: str, episodes: int, seed: int, rows: list[dict]) -> None:
     def cell(value):
         if value is None:
-            return "not trained"
+            return "not measured"
         return value if isinstance(value, str) else f"{value['accuracy']:.2f} ± {value['ci95']:.2f}"
 
     def gain(value):
@@ -144,6 +144,9 @@ def print_table(dataset: str, episodes: int, seed: int, rows: list[dict]) -> Non
               f"{cell(row.get('on'))} | {gain(row.get('gain_on_minus_off'))} | "
               f"{gain(row.get('gain_on_minus_plain'))} | {cell(row.get('noise_on'))} | "
               f"{gain(row.get('gain_noise_on_minus_off'))} | {gain(row.get('gain_noise_on_minus_plain'))} |")
+    missing = sorted({path for row in rows for path in row.get("missing", [])})
+    if missing:
+        print(f"\nnot measured because these checkpoints are not there: {', '.join(missing)}")
 
 
 def as_noise_gan(row: dict) -> dict:

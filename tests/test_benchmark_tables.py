@@ -47,7 +47,7 @@ def test_merge_prints_a_file_from_before_the_two_stage_gan_in_the_noise_gan_colu
     line, = [line for line in done.stdout.splitlines() if line.startswith("| relation | 5-way 1-shot |")]
     cells = [cell.strip() for cell in line.strip("|").split("|")]
     # two-stage off, on, on - off, on - plain: not in that file; then the noise GAN's on, on - off, on - plain
-    assert cells[4:8] == ["not trained", "not trained", "—", "—"]
+    assert cells[4:8] == ["not measured", "not measured", "—", "—"]
     assert cells[8] == f"{row['on']['accuracy']:.2f} ± {row['on']['ci95']:.2f}"
     assert cells[9] == f"{row['gain_on_minus_off'][0]:+.2f} ± {row['gain_on_minus_off'][1]:.2f}"
 
