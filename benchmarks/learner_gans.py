@@ -8,10 +8,10 @@ frozen plain checkpoint, exported for benchmarks/learners_table.py.
 For each learner the run's config is its ``pipelines/<prefix>_<learner>_gan.py`` where that exists, and otherwise its
 plain pipeline's with the hallucinator and stage-2 settings of ``pipelines/<prefix>_protonet_gan.py`` (chosen on
 validation for ProtoNet, not chosen again per learner); ``--hallucinator mlp`` or ``analogy`` trains that one in the
-GAN's place with the same settings. Stage 1 is the learner's plain checkpoint, ``checkpoints/<prefix>_<learner>_conv4.pt``
-(Omniglot ProtoNet's: ``omniglot_protonet_1shot_conv4.pt``, its GAN pipeline's stage 1), given as ``init_from``. The
-run goes to ``runs/learner_gans/<prefix>_<learner>_<hallucinator>`` (a finished or interrupted run is resumed) and its
-best weights to ``checkpoints/<prefix>_<learner>_<hallucinator>_conv4.pt``. A checkpoint over the folder's
+GAN's place with the same settings. Stage 1 is the learner's plain checkpoint,
+``checkpoints/<prefix>_<learner>_conv4.pt``, given as ``init_from``. The run goes to
+``runs/learner_gans/<prefix>_<learner>_<hallucinator>`` (a finished or interrupted run is resumed) and its best weights
+to ``checkpoints/<prefix>_<learner>_<hallucinator>_conv4.pt``. A checkpoint over the folder's
 5 MiB limit is not exported, and the script says so."""
 import argparse
 import dataclasses
@@ -27,7 +27,6 @@ from run_header import print_run_header
 PREFIX = {"omniglot": "omniglot", "cifar_fs": "cifarfs"}
 LEARNERS = {"omniglot": ["matching", "relation", "siamese", "anil", "baseline", "baseline_pp"],
             "cifar_fs": ["matching", "relation", "siamese", "anil", "baseline", "baseline_pp"]}
-STAGE1 = {("omniglot", "protonet"): "omniglot_protonet_1shot"}  # where the GAN pipeline's stage 1 is not the plain one
 SIZE_LIMIT = 5 * 2 ** 20
 
 
@@ -40,8 +39,8 @@ def stage2_config(dataset: str, learner: str, hallucinator: str):
         recipe = load_pipeline(f"pipelines/{prefix}_protonet_gan.py").CONFIG
         config = dataclasses.replace(load_pipeline(f"pipelines/{prefix}_{learner}.py").CONFIG,
                                      **{name: getattr(recipe, name) for name in HALLUCINATOR_SETTINGS})
-    stage1 = STAGE1.get((dataset, learner), f"{prefix}_{learner}")
-    return dataclasses.replace(config, hallucinator=hallucinator, init_from=f"checkpoints/{stage1}_conv4.pt"), own
+    stage1 = f"checkpoints/{prefix}_{learner}_conv4.pt"
+    return dataclasses.replace(config, hallucinator=hallucinator, init_from=stage1), own
 
 
 def main() -> None:

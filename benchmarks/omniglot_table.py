@@ -2,8 +2,8 @@
 1/5-shot, 1000 seeded episodes each (15 queries per class), mean accuracy with its 95% interval, and the paired
 gains of hallucination on the same episodes.
 
-    python benchmarks/omniglot_table.py [--protonet checkpoints/omniglot_protonet_conv4.pt]
-                                        [--protonet-1shot checkpoints/omniglot_protonet_1shot_conv4.pt]
+    python benchmarks/omniglot_table.py [--protonet checkpoints/omniglot_protonet_60way_conv4.pt]
+                                        [--protonet-1shot checkpoints/omniglot_protonet_conv4.pt]
                                         [--gan checkpoints/omniglot_protonet_gan_noise_conv4.pt] [--episodes 1000]
                                         [--out docs/omniglot_results.json]
 
@@ -33,8 +33,8 @@ PUBLISHED = {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9}  # Snell 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protonet", default="checkpoints/omniglot_protonet_conv4.pt")
-    parser.add_argument("--protonet-1shot", default="checkpoints/omniglot_protonet_1shot_conv4.pt")
+    parser.add_argument("--protonet", default="checkpoints/omniglot_protonet_60way_conv4.pt")
+    parser.add_argument("--protonet-1shot", default="checkpoints/omniglot_protonet_conv4.pt")
     parser.add_argument("--gan", default="checkpoints/omniglot_protonet_gan_noise_conv4.pt")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

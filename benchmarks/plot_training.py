@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hallucinate.training import load_checkpoint  # noqa: E402
 
-DEFAULT = ["checkpoints/omniglot_protonet_conv4.pt", "checkpoints/omniglot_protonet_1shot_conv4.pt",
+DEFAULT = ["checkpoints/omniglot_protonet_60way_conv4.pt", "checkpoints/omniglot_protonet_conv4.pt",
            "checkpoints/omniglot_protonet_gan_noise_conv4.pt"]
 
 

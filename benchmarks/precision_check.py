@@ -2,7 +2,7 @@
 timing, as `hallucinate eval` does the first time) in float32 and at precision "auto" (bf16 autocast where the
 hardware supports it) on the same seeded episodes, with the paired difference of their accuracies.
 
-    python benchmarks/precision_check.py [--checkpoints checkpoints/omniglot_protonet_conv4.pt ...] [--episodes 1000]
+    python benchmarks/precision_check.py [--checkpoints checkpoints/omniglot_protonet_60way_conv4.pt ...] [--episodes 1000]
 
 `hallucinate eval` embeds in float32 unless given `--precision auto`: bf16 is the default only if its accuracy stays
 within the paired interval of float32's on every checkpoint measured here. The times are wall seconds on this
@@ -19,7 +19,7 @@ from hallucinate.device import bf16_supported
 from hallucinate.evaluation import evaluate, paired_gain
 from run_header import print_run_header
 
-DEFAULT = ["checkpoints/omniglot_protonet_conv4.pt", "checkpoints/cifarfs_protonet_conv4.pt"]
+DEFAULT = ["checkpoints/omniglot_protonet_60way_conv4.pt", "checkpoints/cifarfs_protonet_conv4.pt"]
 
 
 def main() -> None:

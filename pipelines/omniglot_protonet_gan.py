@@ -8,7 +8,7 @@ features. Omniglot has 4112 base classes (characters and their rotations), so ea
 of its covariance (calibration_rank), to keep the checkpoint under 5 MiB; with 20 drawings a class, a covariance
 has at most 19 directions anyway. synthetic_mass and hallucinator_episodes were chosen on 20-way 1-shot validation
 episodes (benchmarks/hallucination_recipe.py). To reuse a finished stage 1:
---set init_from=checkpoints/omniglot_protonet_1shot_conv4.pt."""
+--set init_from=checkpoints/omniglot_protonet_conv4.pt."""
 from hallucinate.pipeline import run_episodic
 from hallucinate.training import EpisodicConfig
 

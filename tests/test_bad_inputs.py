@@ -177,7 +177,7 @@ def test_impossible_training_episodes_are_refused(omniglot, data_root, cache, tm
     (["--episodes", "0"], "must be at least 1, got 5, 1, 15, 0"),
 ], ids=["N>classes", "K=0", "K+Q>images", "no episodes"])
 def test_impossible_evaluation_episodes_are_refused(omniglot, data_root, cache, capsys, options, message):
-    code, err = _cli(capsys, "eval", "checkpoints/omniglot_protonet_conv4.pt", "--data-root", data_root,
+    code, err = _cli(capsys, "eval", "checkpoints/omniglot_protonet_60way_conv4.pt", "--data-root", data_root,
                      "--cache-dir", cache, "--no-progress", *options)
     assert code == 2 and re.search(f"^hallucinate eval: error: .*{message}", err), err
 
