@@ -199,7 +199,7 @@ def _export(args) -> dict:
     state = load_checkpoint(args.checkpoint)
     if state.get("task") == "segmentation":
         kept = {key: state[key] for key in ("task", "config", "best_val_iou", "best_step", "metrics", "best_model")}
-        save_checkpoint(Path(args.output), kept | {"trained_steps": state["step"]}, keep_previous=False)
+        save_checkpoint(Path(args.output), kept | {"step": state["step"]}, keep_previous=False)
         return {"output": args.output, "bytes": Path(args.output).stat().st_size}
     keep = ("config", "best_val_accuracy", "best_episode", "metrics")
     # The critic only trains the generator: a released classifier never calls it.
