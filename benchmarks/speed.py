@@ -167,6 +167,8 @@ print(f"evaluation weights: {checkpoint if args.checkpoint else 'the training pa
 # --------------------------------------------------------------------------------------- evaluation: hallucinate
 E = args.eval_episodes
 cold = {}
+for index in range(len(test_split)):  # both precisions read the store with its pages in memory, not the second only
+    test_split[index]
 for precision in ("fp32", "auto"):
     t = time.perf_counter()
     cold[precision] = evaluate(model, test_split, **TEST, episodes=E, seed=0, device=device, precision=precision,

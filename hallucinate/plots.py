@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: figures are written to files, never shown."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -14,18 +15,19 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` as a PNG (folders created), close it, and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return path
 
 
 def plot_training(metrics: list[dict], path: Path, title: str = "") -> Path:
     """Training loss and accuracy, and validation accuracy with its 95% interval, from a run's metrics rows."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     train = [row for row in metrics if "classification" in row]
     not_losses = {"episode", "lr", "episodes_per_s", "accuracy", "skipped_steps"}
@@ -40,13 +42,13 @@ def plot_training(metrics: list[dict], path: Path, title: str = "") -> Path:
         axis.grid(alpha=0.3)
     loss_axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_projection(panels: dict[str, tuple], path: Path) -> Path:
     """One panel per name: ``(real [n, D], real_labels, synthetic [m, D], synthetic_labels, seeds [c, D])`` projected
     on the first two principal axes of that panel's real features (dots real, crosses synthetic, stars seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for axis, (name, (real, real_labels, synthetic, synthetic_labels, seeds)) in zip(axes[0], panels.items()):
         mean = real.mean(0)
@@ -63,12 +65,12 @@ def plot_projection(panels: dict[str, tuple], path: Path) -> Path:
             axis.scatter(point[:, 0], point[:, 1], s=160, color=color, marker="*", edgecolors="black")
         axis.set(title=name, xticks=[], yticks=[])
     figure.suptitle("real (dots), synthetic (crosses) and seed (stars) features, PCA of the real ones", fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_accuracy_vs_m(curves: dict[str, list[tuple[int, float, float]]], path: Path, title: str) -> Path:
     """Accuracy (with its 95% interval) against M, the synthetic examples per class, one line per name."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
     for name, points in curves.items():
         m, accuracy, ci = zip(*points)
@@ -77,4 +79,4 @@ def plot_accuracy_vs_m(curves: dict[str, list[tuple[int, float, float]]], path: 
     axis.set_xscale("symlog", linthresh=1)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

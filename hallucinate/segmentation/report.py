@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..plots import _pyplot, _save
+from ..plots import pyplot, save_figure
 from .evaluation import evaluate
 from .metric import SegmentationResult, iou_per_image, paired_iou_gain, predicted_masks
 from .model import load_segmenter
@@ -166,7 +166,7 @@ def _shown_scenes(model, glyphs, device: torch.device) -> tuple[dict[str, torch.
 
 def plot_scenes(batch: dict[str, torch.Tensor], ious: list[float], path: Path) -> Path:
     """One row per scene: the scene, its (first) reference, the predicted mask with its IoU, the true mask."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(len(ious), 4, figsize=(8, 2.1 * len(ious)), squeeze=False)
     for i, (row, iou) in enumerate(zip(axes, ious)):
         panels = [(batch["query"][i].permute(1, 2, 0), f"scene {i}"),
@@ -177,13 +177,13 @@ def plot_scenes(batch: dict[str, torch.Tensor], ious: list[float], path: Path) -
             axis.imshow(image.numpy(), cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
             axis.set(title=title, xticks=[], yticks=[])
             axis.title.set_fontsize(8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path:
     """Training losses, and the validation IoU (95% interval) with the training batches' IoU, from a segmentation
     run's metrics rows."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, iou_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     train = [row for row in rows if "segmentation" in row]
     for name in ("segmentation", "alignment"):
@@ -202,14 +202,14 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_iou_against_clutter(measured: list[tuple[SegmentationResult, SegmentationResult | None]], path: Path,
                              title: str) -> Path:
     """IoU (95% interval) against characters per scene, hallucination off (and on), the inked floor and the
     published models where they are published for these scenes' task."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
     levels = [off.clutter for off, _ in measured]
     curves = {"hallucination off" if measured[0][1] is not None else "this run": [off for off, _ in measured]}
@@ -232,4 +232,4 @@ def plot_iou_against_clutter(measured: list[tuple[SegmentationResult, Segmentati
     axis.title.set_fontsize(9)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
