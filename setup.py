@@ -10,7 +10,7 @@ setup(
     package_data={"hallucinate.data": ["splits/cifar_fs_bertinetto/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.2,<2.15", "torchvision>=0.17,<0.30", "numpy", "pillow", "lmdb", "albumentations>=2.0",
-                      "tqdm", "pytorch-fid>=0.3", "matplotlib"],
+                      "tqdm", "pytorch-fid>=0.3", "matplotlib", "torchmetrics>=1.4", "faster-coco-eval>=1.6"],
     extras_require={"dev": ["pytest"], "bench": ["easyfsl==1.5.0"]},
     entry_points={"console_scripts": ["hallucinate=hallucinate.cli:main"]},
 )

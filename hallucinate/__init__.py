@@ -8,7 +8,9 @@ def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | 
          cache_dir: str | Path | None = None):
     """The trained few-shot classifier in ``checkpoint`` (best-on-validation weights), in eval mode; for a
     segmentation checkpoint, the `PrototypeSegmenter` (``model(support_images, support_masks, query_images) ->
-    logits [Q, 2, H, W]``, ``transform``, ``set_hallucination``).
+    logits [Q, 2, H, W]``, ``transform``, ``set_hallucination``); for a detection checkpoint, the
+    `FewShotDetector` (``model.adapt(support_images, support_targets)`` -> a detector of those classes, ``model(images)
+    -> [{"boxes", "labels", "scores"}]``, ``transform``).
 
     It keeps the learner contract ``model(support, support_labels, query) -> logits``; ``model.transform`` turns a
     PIL image into the tensor it expects; ``model.set_hallucination(False)`` switches hallucination off.
@@ -26,6 +28,10 @@ def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | 
         from .segmentation.model import load_segmenter
 
         return load_segmenter(state, checkpoint).to(resolve_device(device)).eval()
+    if state.get("task") == "detection":
+        from .detection.detector import load_detector
+
+        return load_detector(state, checkpoint).to(resolve_device(device)).eval()
     config = EpisodicConfig.from_saved(state["config"])
     model = build_classifier(config)
     missing, unexpected = model.load_state_dict(state["best_model"], strict=False)

@@ -64,7 +64,12 @@ def _parser() -> argparse.ArgumentParser:
                                "another drawer's (default: the checkpoint's)")
     evaluate.add_argument("--subset", default="test-one-shot",
                           help="segmentation: test-one-shot, test-train, val-one-shot or val-train")
-    evaluate.add_argument("--images", type=int, default=2000, help="segmentation: scenes per level")
+    evaluate.add_argument("--images", type=int,
+                          help="segmentation: scenes per level (default 2000); detection: test canvases (default "
+                               "1000, all of them)")
+    evaluate.add_argument("--seeds", type=int, default=10,
+                          help="detection: K-shot sets (seeds 0..N-1) the base detector is fine-tuned on, one at a "
+                               "time, at --k-shot (default 10)")
     evaluate.add_argument("--no-progress", action="store_true")
     _paths(evaluate)
 
@@ -82,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--episodes", type=int, default=600, help="test episodes per measurement (default 600)")
     report.add_argument("--compare", nargs="+", default=[], metavar="CHECKPOINT",
                         help="also measure and picture these checkpoints' generators (e.g. the earlier noise GAN)")
-    report.add_argument("--images", type=int, help="segmentation: test scenes per clutter level (default 500)")
+    report.add_argument("--images", type=int, help="segmentation: test scenes per clutter level (default 500); "
+                                                   "detection: base and few-shot test canvases (default 200)")
     report.add_argument("--clutter", type=int, nargs="+",
                         help="segmentation: clutter levels to measure (default: the run's and the next two)")
     report.add_argument("--no-progress", action="store_true")
@@ -93,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint")
     export.add_argument("output")
     return parser
+
+
+# What `hallucinate run` prints of a run's summary, per task (classification's otherwise).
+SUMMARY_KEYS = {"segmentation": ("steps", "best_val_iou", "best_step"), "detection": ("steps", "val_base_ap50")}
 
 
 def _run(args) -> dict | None:
@@ -108,8 +118,7 @@ def _run(args) -> dict | None:
                              device=device, progress=not args.no_progress)
         if rank() != 0:
             return None  # rank 0 speaks for the run
-    keys = (("steps", "best_val_iou", "best_step") if getattr(config, "task", None) == "segmentation"
-            else ("episodes", "best_val_accuracy", "best_episode"))
+    keys = SUMMARY_KEYS.get(getattr(config, "task", None), ("episodes", "best_val_accuracy", "best_episode"))
     return {key: summary[key] for key in keys} | {"out": str(out)}
 
 
@@ -127,11 +136,17 @@ def _eval(args) -> dict | None:
 
         same_drawer = model.config.same_drawer if args.same_drawer is None else args.same_drawer == "true"
         for result in evaluate_levels(model, levels=args.clutter or [model.config.clutter], subset=args.subset,
-                                      images=args.images, same_drawer=same_drawer,
+                                      images=args.images or 2000, same_drawer=same_drawer,
                                       hallucinate=model.hallucinating and not args.no_hallucinate, seed=args.seed,
                                       data_root=args.data_root, device=device, progress=not args.no_progress):
             print(json.dumps(result | {"checkpoint": str(args.checkpoint)}), flush=True)
         return None  # one line per level, printed as each is measured
+    if getattr(model.config, "task", None) == "detection":
+        from .detection.evaluation import evaluate_checkpoint
+
+        return evaluate_checkpoint(model, k_shot=args.k_shot, seeds=args.seeds, images=args.images or 1000,
+                                   data_root=args.data_root, device=device,
+                                   progress=not args.no_progress) | {"checkpoint": str(args.checkpoint)}
     if args.clutter or args.same_drawer:
         raise ValueError(f"--clutter and --same-drawer apply to segmentation checkpoints; {args.checkpoint} is a "
                          f"classification one")
@@ -197,6 +212,10 @@ def _export(args) -> dict:
     from .training.checkpoint import trained_episodes
 
     state = load_checkpoint(args.checkpoint)
+    if state.get("task") == "detection":  # no weights are chosen on validation: the last ones are the result
+        kept = {key: state[key] for key in ("task", "config", "model", "step", "metrics")}
+        save_checkpoint(Path(args.output), kept, keep_previous=False)
+        return {"output": args.output, "bytes": Path(args.output).stat().st_size}
     if state.get("task") == "segmentation":
         kept = {key: state[key] for key in ("task", "config", "best_val_iou", "best_step", "metrics", "best_model")}
         save_checkpoint(Path(args.output), kept | {"step": state["step"]}, keep_previous=False)

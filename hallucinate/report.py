@@ -25,7 +25,8 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
     ``run_dir/report/report.md`` with its PNGs; return the report's path. Each checkpoint in ``compare`` (e.g. the
     earlier noise GAN's) has its generator's features measured and pictured beside this run's, each on its own
     backbone's features of the same test classes. A segmentation run is reported by
-    `hallucinate.segmentation.report.write_segmentation_report`, on ``images`` test scenes at each of ``levels``."""
+    `hallucinate.segmentation.report.write_segmentation_report`, on ``images`` test scenes at each of ``levels``; a
+    detection run by `hallucinate.detection.report.write_detection_report`, on ``images`` test canvases."""
     from . import load
     from .data import open_store
     from .data.paths import cache_dir as resolve_cache
@@ -48,8 +49,19 @@ def write_report(run_dir: Path, *, data_root=None, cache_dir=None, device: str |
                              f"segmentation run")
         return write_segmentation_report(run_dir, state, data_root=data_root, device=device, images=images,
                                          levels=levels, progress=progress)
+    if state.get("task") == "detection":
+        from .detection.report import write_detection_report
+
+        if compare:
+            raise ValueError(f"--compare measures hallucinators' features of classification runs; {run_dir} is a "
+                             f"detection run")
+        if levels:
+            raise ValueError(f"--clutter sets the clutter levels of segmentation runs; {run_dir} is a detection run")
+        return write_detection_report(run_dir, state, data_root=data_root, device=device, images=images,
+                                      progress=progress)
     if images is not None or levels:
-        raise ValueError(f"--images and --clutter apply to segmentation runs; {run_dir} is a classification run")
+        raise ValueError(f"--images applies to segmentation and detection runs and --clutter to segmentation ones; "
+                         f"{run_dir} is a classification run")
     model = load(checkpoint, device=str(device), data_root=data_root, cache_dir=cache_dir)
     config = model.config
     store = open_store(config.dataset, image_size=config.image_size, root=data_root, cache=cache_dir)

@@ -46,6 +46,11 @@ def test_released_file_loads_and_matches_its_name(path, data_root, cache):
         assert path.name.startswith("cluttered_omniglot_segmentation_")
         assert (f"_{config.hallucinator}_" in path.name) == (config.hallucinator != "none")
         return
+    if getattr(config, "task", None) == "detection":
+        from hallucinate.detection.detector import FewShotDetector
+
+        assert path.name.startswith("omniglot_detection_") and isinstance(model, FewShotDetector)
+        return
     dataset = {"omniglot": "omniglot", "cifarfs": "cifar_fs"}[path.name.split("_")[0]]
     assert config.dataset == dataset
     assert f"_{config.learner}_" in path.name

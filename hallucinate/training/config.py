@@ -136,7 +136,7 @@ def changed_settings(saved: dict, config, ignore: tuple[str, ...] = ()) -> list[
     """The settings of ``config`` that differ from a checkpoint's ``saved`` ones, except ``ignore``. A setting the
     checkpoint lacks (added to the code after it was written) counts as the value its code had (`saved_value`).
     Without a hallucinator on either side, the hallucinator's settings do nothing and are not compared."""
-    if config.hallucinator == "none" and saved_value(saved, "hallucinator") == "none":
+    if getattr(config, "hallucinator", "none") == "none" and saved_value(saved, "hallucinator") == "none":
         ignore = ignore + HALLUCINATOR_SETTINGS
     return [key for key in config.as_dict() if key not in ignore and saved_value(saved, key) != getattr(config, key)]
 

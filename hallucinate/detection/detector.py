@@ -1,0 +1,102 @@
+"""The few-shot detector users hold (`hallucinate.load` of a detection checkpoint): a base-trained Faster R-CNN that
+`adapt` turns, by TFA's fine-tuning on a few annotated images, into a detector of the user's own classes."""
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..training.checkpoint import CheckpointError
+from .canvases import NUM_BASE_CLASSES
+from .config import DetectionConfig
+from .model import build_detector, check_targets
+from .tfa import adapt as tfa_adapt
+
+
+class _SupportSet(torch.utils.data.Dataset):
+    """A user's support images and targets as a canvas data set, labels moved past the base classes' (label
+    ``NUM_BASE_CLASSES + 1 + c`` for class ``c``); ``k_shot`` is the fewest boxes any class has."""
+
+    def __init__(self, images: list[torch.Tensor], targets: list[dict], classes: int):
+        self.images = images
+        self.targets = [{"boxes": t["boxes"].float(), "labels": t["labels"] + NUM_BASE_CLASSES + 1} for t in targets]
+        counts = torch.bincount(torch.cat([t["labels"] for t in targets]), minlength=classes)
+        self.k_shot = int(counts.min())
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.targets[index]
+
+
+class FewShotDetector(nn.Module):
+    """``forward(images: list of [1, H, W] tensors in 0..1)`` in eval mode returns torchvision's ``[{"boxes",
+    "labels", "scores"}]``. Before `adapt` the labels are the base classes' (0..99, Omniglot-Det's class ids);
+    after it, they index the classes of the support targets, and only those classes are detected.
+
+    ``transform`` turns a PIL image into the tensor ``forward`` takes: one channel, bright ink on a dark ground as
+    Omniglot-Det's canvases have it, at its own size (the detector itself scales it to 96 pixels)."""
+
+    def __init__(self, detector, config: DetectionConfig, *, classes: int | None = None):
+        super().__init__()
+        self.detector, self.config, self.classes = detector, config, classes
+
+    @staticmethod
+    def transform(image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.array(image.convert("L"))).unsqueeze(0).float().div_(255)
+
+    def set_hallucination(self, on: bool) -> None:
+        """RoI-feature hallucination is not part of this detector's fine-tuning yet: only ``False`` is valid."""
+        if on:
+            raise ValueError("this detector fine-tunes without hallucination; hallucinated RoI features are not "
+                             "built yet (set_hallucination(False) is the only setting)")
+
+    def adapt(self, support_images: list[torch.Tensor], support_targets: list[dict], *,
+              seed: int = 0) -> "FewShotDetector":
+        """A new detector of the support targets' classes (labels ``0..C-1``, each with at least one box), the base
+        detector's last layer widened to them and fine-tuned on the support images as the checkpoint's config says
+        (TFA: the last layer alone, cosine classifier). This detector is left as it was."""
+        if self.classes is not None:
+            raise ValueError("adapt starts from the base detector; this one is already adapted")
+        given = [target.get("labels") for target in support_targets]
+        if any(isinstance(labels, torch.Tensor) and bool((labels < 0).any()) for labels in given):
+            raise ValueError(f"support labels must be 0..C-1, one per new class; got {[l.tolist() for l in given]}")
+        # the validator takes the detector's labels (0 is its background): the user's shifted by one
+        check_targets(support_images, [{**target, "labels": target["labels"] + 1}
+                                       if isinstance(target.get("labels"), torch.Tensor) else target
+                                       for target in support_targets])
+        labels = torch.cat(given)
+        if len(labels) == 0:
+            raise ValueError("the support targets hold no box: each class needs at least one")
+        classes = int(labels.max()) + 1
+        missing = sorted(set(range(classes)) - set(labels.tolist()))
+        if missing:
+            raise ValueError(f"support labels must cover 0..{classes - 1}: classes {missing} have no box")
+        device = next(self.detector.parameters()).device
+        support = _SupportSet([image.to(device) for image in support_images], support_targets, classes)
+        detector, _ = tfa_adapt(self.detector, support, self.config, seed=seed, device=device, num_novel=classes)
+        return FewShotDetector(detector, self.config, classes=classes).eval()
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        check_targets(images, None)
+        outputs = self.detector(images)
+        if self.classes is None:
+            return [{**output, "labels": output["labels"] - 1} for output in outputs]
+        kept = []
+        for output in outputs:
+            new = output["labels"] > NUM_BASE_CLASSES
+            kept.append({"boxes": output["boxes"][new], "scores": output["scores"][new],
+                         "labels": output["labels"][new] - NUM_BASE_CLASSES - 1})
+        return kept
+
+
+def load_detector(state: dict, checkpoint) -> FewShotDetector:
+    """The base detector of a loaded detection checkpoint."""
+    config = DetectionConfig.from_saved(state["config"])
+    detector = build_detector(num_classes=NUM_BASE_CLASSES, width=config.width,
+                              representation_size=config.representation_size, predictor="fc")
+    missing, unexpected = detector.load_state_dict(state["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{checkpoint} does not match the detector its config describes: missing {missing}, "
+                              f"unexpected {unexpected}")
+    return FewShotDetector(detector, config)
