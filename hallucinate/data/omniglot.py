@@ -1,6 +1,5 @@
 """Omniglot (Lake et al. 2015) in the official release layout, split by Vinyals et al. into character x rotation classes."""
 import zipfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ URLS = {name: _RELEASE + name for name in ARCHIVES} | {
 
 CHANNELS = 1
 DEFAULT_IMAGE_SIZE = 28
+DRAWINGS_PER_CHARACTER = 20
 
 
 def prepare_image(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
@@ -52,15 +52,33 @@ def read_classes(root: Path, image_size: int = DEFAULT_IMAGE_SIZE):
             yield split, line, np.ascontiguousarray(np.rot90(characters[character], quarter_turns, axes=(1, 2)))
 
 
+def character_drawings(archive: zipfile.ZipFile) -> dict[str, list[zipfile.ZipInfo]]:
+    """Each character's drawings in one of the zips, keyed ``"Alphabet/characterNN"`` in sorted order, each
+    character's 20 sorted by file name (drawer order)."""
+    drawings: dict[str, list[zipfile.ZipInfo]] = {}
+    for member in checked_members(archive):
+        parts = member.filename.split("/")
+        if not member.is_dir() and len(parts) == 4 and parts[3].endswith(".png"):
+            drawings.setdefault(f"{parts[1]}/{parts[2]}", []).append(member)
+    for character, files in drawings.items():
+        if len(files) != DRAWINGS_PER_CHARACTER:
+            raise ValueError(f"{archive.filename}: {character} has {len(files)} drawings, not "
+                             f"{DRAWINGS_PER_CHARACTER}")
+    return {character: sorted(drawings[character], key=lambda member: member.filename)
+            for character in sorted(drawings)}
+
+
+def stroke_mask(image: Image.Image, _size: int) -> np.ndarray:
+    """A drawing greyscale, inverted and binarised: True where the pen drew (`read_image`'s ``prepare``)."""
+    return np.asarray(image.convert("L")) < 128
+
+
 def _decode_characters(folder: Path, characters: set[str], image_size: int) -> dict[str, np.ndarray]:
-    images = defaultdict(list)
+    images = {}
     for name in ARCHIVES:
         with zipfile.ZipFile(folder / name) as archive:
-            for member in checked_members(archive):
-                parts = member.filename.split("/")
-                if member.is_dir() or len(parts) != 4 or not parts[3].endswith(".png"):
-                    continue
-                character = f"{parts[1]}/{parts[2]}"
+            for character, members in character_drawings(archive).items():
                 if character in characters:
-                    images[character].append((parts[3], read_image(archive, member, prepare_image, image_size)))
-    return {character: np.stack([array for _, array in sorted(drawn)]) for character, drawn in images.items()}
+                    images[character] = np.stack([read_image(archive, member, prepare_image, image_size)
+                                                  for member in members])
+    return images

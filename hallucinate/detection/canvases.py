@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.archive import checked_members, read_image
-from ..data.omniglot import ARCHIVES, source_files
+from ..data.archive import read_image
+from ..data.omniglot import ARCHIVES, character_drawings, source_files, stroke_mask
 from ..data.paths import data_root
 
 CANVAS_SIZE = 96
@@ -55,21 +55,6 @@ BASE_TRAINING_CANVASES = 5000
 DRAWERS = {"train": range(0, 10), "test": range(10, 20)}
 BASE_SEED, NOVEL_SEED, DISTRACTOR_SEED = 2849601468, 930825637, 1049237169
 TEST_SEED, BASE_TEST_SEED, K_SHOT_SEED = 1849243506, 3774561438, 2791812681
-
-
-def _drawings(archive: zipfile.ZipFile) -> dict[str, list[zipfile.ZipInfo]]:
-    """Each character's 20 drawings sorted by file name, keyed ``"images_background/Alphabet/characterNN"``, in
-    sorted order."""
-    drawings: dict[str, list[zipfile.ZipInfo]] = {}
-    for member in checked_members(archive):
-        parts = member.filename.split("/")
-        if not member.is_dir() and len(parts) == 4 and parts[3].endswith(".png"):
-            drawings.setdefault("/".join(parts[:3]), []).append(member)
-    for character, files in drawings.items():
-        if len(files) != 20:
-            raise ValueError(f"{archive.filename}: {character} has {len(files)} drawings, not 20")
-    return {character: sorted(drawings[character], key=lambda member: member.filename)
-            for character in sorted(drawings)}
 
 
 def select_characters(background: list[str], evaluation: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -102,11 +87,6 @@ class Glyphs:
     strokes: np.ndarray
 
 
-def _strokes(image: Image.Image, _size: int) -> np.ndarray:
-    """Greyscale, inverted and binarised: True where the pen drew."""
-    return np.asarray(image.convert("L")) < 128
-
-
 def load_glyphs(split: str, root=None) -> Glyphs:
     """The drawings of ``split``'s drawers (``"train"`` or ``"test"``, `DRAWERS`) of every Omniglot-Det character,
     from the Omniglot zips under ``root`` (default: the data root)."""
@@ -116,7 +96,10 @@ def load_glyphs(split: str, root=None) -> Glyphs:
     source_files(data_root(root))
     archives = {name: zipfile.ZipFile(folder / name) for name in ARCHIVES}
     try:
-        drawings = {name: _drawings(archive) for name, archive in archives.items()}
+        # keyed "images_background/Alphabet/characterNN": the archive's folder tells the two archives' characters apart
+        drawings = {name: {f"{name.removesuffix('.zip')}/{character}": members
+                           for character, members in character_drawings(archive).items()}
+                    for name, archive in archives.items()}
         base, novel, distractors = select_characters(*(list(drawings[name]) for name in ARCHIVES))
         characters = base + novel + distractors
         strokes = np.zeros((len(characters), len(DRAWERS[split]), GLYPH_SIZE, GLYPH_SIZE), dtype=bool)
@@ -125,7 +108,7 @@ def load_glyphs(split: str, root=None) -> Glyphs:
             archive = archives[name]
             for slot, drawer in enumerate(DRAWERS[split]):
                 member = drawings[name][character][drawer]
-                strokes[index, slot] = read_image(archive, member, _strokes, GLYPH_SIZE)
+                strokes[index, slot] = read_image(archive, member, stroke_mask, GLYPH_SIZE)
                 if not strokes[index, slot].any():
                     raise ValueError(f"{archive.filename}: member {member.filename!r} has no strokes")
     finally:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.archive import checked_members, read_image
-from ..data.omniglot import ARCHIVES, source_files
+from ..data.archive import read_image
+from ..data.omniglot import character_drawings, source_files, stroke_mask
 from ..data.paths import data_root
 
 SCENE_SIZE = 96
@@ -54,11 +54,6 @@ class Glyphs:
     strokes: np.ndarray
 
 
-def _strokes(image: Image.Image, _size: int) -> np.ndarray:
-    """Greyscale, inverted and binarised: True where the pen drew."""
-    return np.asarray(image.convert("L")) < 128
-
-
 def load_glyphs(subset: str, root=None) -> Glyphs:
     """The drawings of ``subset`` (a name in `SUBSETS`) from the Omniglot zips under ``root`` (default: the data
     root), its characters flattened into one list in sorted order."""
@@ -68,21 +63,11 @@ def load_glyphs(subset: str, root=None) -> Glyphs:
     folder = data_root(root) / "omniglot"
     source_files(data_root(root))
     with zipfile.ZipFile(folder / spec.archive) as archive:
-        drawings: dict[str, dict[str, dict[str, zipfile.ZipInfo]]] = {}
-        for member in checked_members(archive):
-            parts = member.filename.split("/")
-            if not member.is_dir() and len(parts) == 4 and parts[3].endswith(".png"):
-                drawings.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = member
-        alphabets = sorted(drawings)[spec.alphabets]
-        characters, strokes = [], []
-        for alphabet in alphabets:
-            for character in sorted(drawings[alphabet]):
-                files = sorted(drawings[alphabet][character])
-                if len(files) != 20:
-                    raise ValueError(f"{archive.filename}: {alphabet}/{character} has {len(files)} drawings, not 20")
-                characters.append(f"{alphabet}/{character}")
-                strokes.append([read_image(archive, drawings[alphabet][character][files[d]], _strokes, GLYPH_SIZE)
-                                for d in spec.drawers])
+        drawings = character_drawings(archive)
+        alphabets = sorted({character.split("/")[0] for character in drawings})[spec.alphabets]
+        characters = [character for character in drawings if character.split("/")[0] in alphabets]
+        strokes = [[read_image(archive, drawings[character][d], stroke_mask, GLYPH_SIZE) for d in spec.drawers]
+                   for character in characters]
     return Glyphs(subset, tuple(characters), spec.drawers, np.array(strokes, dtype=bool))
 
 
