@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=1000)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--dataset", help="classification: the data set (domain) whose --split to test on, of the "
+                                            "checkpoint's image shape (default: the one it was trained on)")
     evaluate.add_argument("--no-hallucinate", action="store_true", help="evaluate without synthetic examples")
     evaluate.add_argument("--hallucinator", choices=["calibration"],
                           help="hallucinate with a training-free hallucinator fitted now on the train split's "
@@ -124,7 +126,7 @@ def _run(args) -> dict | None:
 
 def _eval(args) -> dict | None:
     from . import load
-    from .data import open_store
+    from .data import DATASETS, open_store
     from .data.paths import cache_dir
     from .device import resolve_device
     from .evaluation import evaluate
@@ -150,8 +152,13 @@ def _eval(args) -> dict | None:
     if args.clutter or args.same_drawer:
         raise ValueError(f"--clutter and --same-drawer apply to segmentation checkpoints; {args.checkpoint} is a "
                          f"classification one")
+    dataset = args.dataset or model.config.dataset
+    if DATASETS[dataset].CHANNELS != DATASETS[model.config.dataset].CHANNELS:
+        raise ValueError(f"{args.checkpoint} takes {DATASETS[model.config.dataset].CHANNELS}-channel images "
+                         f"({model.config.dataset}); {dataset} has {DATASETS[dataset].CHANNELS}")
+    test_store = open_store(dataset, image_size=model.config.image_size, root=args.data_root, cache=args.cache_dir)
     store = open_store(model.config.dataset, image_size=model.config.image_size, root=args.data_root,
-                       cache=args.cache_dir)
+                       cache=args.cache_dir) if dataset != model.config.dataset else test_store
     if args.n_synthetic is not None:
         if args.n_synthetic < 0:
             raise ValueError(f"--n-synthetic must be >= 0, got {args.n_synthetic}")
@@ -178,13 +185,13 @@ def _eval(args) -> dict | None:
         model.learner = LogisticRegression(transform=model.config.logistic_transform,
                                            power=model.config.logistic_power, l2=model.config.logistic_l2)
     hallucinate = model.hallucinating and model.n_synthetic > 0 and not args.no_hallucinate
-    result = evaluate(model, store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
+    result = evaluate(model, test_store.split(args.split), n_way=args.n_way, k_shot=args.k_shot, q_query=args.q_query,
                       episodes=args.episodes, seed=args.seed, hallucinate=hallucinate, device=device,
                       precision=args.precision, cache=cache_dir(args.cache_dir), progress=not args.no_progress)
     adaptation = {"inner_steps": model.learner.inner_steps} if hasattr(model.learner, "inner_steps") else {}
     weighting = {"synthetic_mass": model.hallucinator.synthetic_mass} if hallucinate else {}
     return result.as_dict(per_episode=args.per_episode) | adaptation | weighting | {
-        "checkpoint": str(args.checkpoint), "split": args.split, "learner": args.learner or model.config.learner}
+        "checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split, "learner": args.learner or model.config.learner}
 
 
 def _ingest(args) -> dict:

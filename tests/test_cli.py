@@ -47,6 +47,15 @@ def test_eval_prints_one_json_object_and_pairs_episodes(tiny_gan_checkpoint, dat
     assert other_shape["n_way"] == 20 and other_shape["k_shot"] == 5 and "per_episode" not in other_shape
 
 
+def test_eval_on_another_dataset_needs_the_checkpoints_image_shape(tiny_gan_checkpoint, data_root, cache, capsys):
+    default = _eval(capsys, tiny_gan_checkpoint, data_root, cache)
+    named = _eval(capsys, tiny_gan_checkpoint, data_root, cache, "--dataset", "omniglot")
+    assert named == default and named["dataset"] == "omniglot"
+    assert main(["eval", str(tiny_gan_checkpoint), "--dataset", "cifar_fs", "--data-root", str(data_root),
+                 "--cache-dir", str(cache), "--no-progress"]) == 2
+    assert "takes 1-channel images (omniglot); cifar_fs has 3" in capsys.readouterr().err
+
+
 def test_export_keeps_what_load_needs(tiny_gan_checkpoint, tmp_path, capsys):
     assert main(["export", str(tiny_gan_checkpoint), str(tmp_path / "small.pt")]) == 0
     assert json.loads(capsys.readouterr().out)["bytes"] < tiny_gan_checkpoint.stat().st_size
