@@ -10,6 +10,10 @@ from .store import ImageStore, StoreError, write_store
 DATASETS = Registry("dataset")
 DATASETS["omniglot"] = omniglot
 DATASETS["cifar_fs"] = cifar_fs
+from ..domains import DOMAIN_DATASETS  # noqa: E402 (the domain modules import hallucinate.data only when they read)
+
+for _name, _module in DOMAIN_DATASETS.items():
+    DATASETS[_name] = _module
 
 
 def store_path(name: str, image_size: int, cache: Path) -> Path:
