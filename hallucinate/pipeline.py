@@ -65,7 +65,7 @@ def run_episodic(config: EpisodicConfig, *, out: str | Path, resume: bool = Fals
     torch.manual_seed(config.seed)
     model = build_classifier(config)
     if config.init_from:
-        _load_backbone(model, config.init_from)
+        load_backbone(model, config.init_from)
     if config.pretrain_epochs > 0 and config.init_from:
         if config.hallucinator == "none":
             raise ValueError(f"init_from={config.init_from!r} is the pre-trained backbone and no hallucinator is set: "
@@ -99,13 +99,13 @@ def _run_two_stages(config: EpisodicConfig, store, val_split, *, out: Path, resu
         stage1 = str(stage1_dir / "checkpoint.pt")
     torch.manual_seed(config.seed)
     model = build_classifier(config)
-    _load_backbone(model, stage1, with_learner=True)
+    load_backbone(model, stage1, with_learner=True)
     stage2_started = distributed.on_rank_zero(lambda: (out / "checkpoint.pt").is_file())
     return train_episodic(config, model, store.split("train"), val_split, out_dir=out, device=device,
                           resume=resume and stage2_started, progress=progress)
 
 
-def _load_backbone(model, checkpoint: str, *, with_learner: bool = False) -> None:
+def load_backbone(model, checkpoint: str, *, with_learner: bool = False) -> None:
     """Start ``model.backbone`` (and its learner, ``with_learner``) from the best weights of another run's checkpoint
     (e.g. a finished pre-training, so that runs training different hallucinators on one frozen Baseline++ backbone
     share it instead of repeating it; or stage 1 of a two-stage run)."""

@@ -9,7 +9,7 @@ import torch
 from hallucinate import load
 from hallucinate.cli import main
 from hallucinate.model import build_classifier
-from hallucinate.pipeline import _load_backbone
+from hallucinate.pipeline import load_backbone
 from hallucinate.training import CheckpointError, EpisodicConfig, load_checkpoint
 
 from tests.conftest import TINY, sets
@@ -87,10 +87,10 @@ def test_calibration_cannot_be_trained(data_root, cache, tmp_path, capsys):
 
 def test_init_from_loads_the_backbone_and_refuses_one_that_does_not_fit(tiny_gan_checkpoint):
     model = build_classifier(EpisodicConfig())
-    _load_backbone(model, tiny_gan_checkpoint)
+    load_backbone(model, tiny_gan_checkpoint)
     saved = load_checkpoint(tiny_gan_checkpoint)["best_model"]
     for name, tensor in model.backbone.state_dict().items():
         assert torch.equal(tensor, saved[f"backbone.{name}"]), name
     cifar = build_classifier(EpisodicConfig(dataset="cifar_fs", image_size=32))
     with pytest.raises(CheckpointError, match="its backbone does not fit"):
-        _load_backbone(cifar, tiny_gan_checkpoint)
+        load_backbone(cifar, tiny_gan_checkpoint)
