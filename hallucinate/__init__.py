@@ -10,7 +10,8 @@ def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | 
     segmentation checkpoint, the `PrototypeSegmenter` (``model(support_images, support_masks, query_images) ->
     logits [Q, 2, H, W]``, ``transform``, ``set_hallucination``); for a detection checkpoint, the
     `FewShotDetector` (``model.adapt(support_images, support_targets)`` -> a detector of those classes, ``model(images)
-    -> [{"boxes", "labels", "scores"}]``, ``transform``).
+    -> [{"boxes", "labels", "scores"}]``, ``transform``); for an Attention-RPN checkpoint, its
+    `AttentionRPNDetector` (the same two calls: ``adapt`` keeps the support's class prototypes, no weight changes).
 
     It keeps the learner contract ``model(support, support_labels, query) -> logits``; ``model.transform`` turns a
     PIL image into the tensor it expects; ``model.set_hallucination(False)`` switches hallucination off.
@@ -28,6 +29,10 @@ def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | 
         from .segmentation.model import load_segmenter
 
         return load_segmenter(state, checkpoint).to(resolve_device(device)).eval()
+    if state.get("task") == "detection_attention_rpn":
+        from .detection.attention_rpn import load_attention_rpn
+
+        return load_attention_rpn(state, checkpoint).to(resolve_device(device)).eval()
     if state.get("task") == "detection":
         from .detection.detector import load_detector
 

@@ -222,7 +222,7 @@ def _any_drawers(glyphs: Glyphs, characters, rng: np.random.Generator) -> list[t
     return [(int(character), int(drawer)) for character, drawer in zip(characters, drawers)]
 
 
-def _distractors(glyphs: Glyphs, rng: np.random.Generator) -> list[tuple[int, int]]:
+def distractors(glyphs: Glyphs, rng: np.random.Generator) -> list[tuple[int, int]]:
     count = rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1)
     return _any_drawers(glyphs, rng.integers(NUM_CLASSES, len(glyphs.characters), size=count), rng)
 
@@ -276,7 +276,7 @@ class BaseCanvases(_Canvases):
         rng = np.random.default_rng([self.seed, self._checked(index)])
         count = rng.integers(INSTANCES[0], INSTANCES[1] + 1)
         instances = _any_drawers(self.glyphs, rng.integers(NUM_BASE_CLASSES, size=count), rng)
-        return compose_canvas(self.glyphs, instances + _distractors(self.glyphs, rng), rng)
+        return compose_canvas(self.glyphs, instances + distractors(self.glyphs, rng), rng)
 
 
 class FewShotCanvases(_Canvases):
@@ -297,7 +297,7 @@ class FewShotCanvases(_Canvases):
         classes = np.concatenate([rng.integers(NUM_BASE_CLASSES, NUM_CLASSES, size=1),
                                   rng.integers(NUM_CLASSES, size=count - 1)])
         instances = _any_drawers(self.glyphs, classes, rng)
-        return compose_canvas(self.glyphs, instances + _distractors(self.glyphs, rng), rng)
+        return compose_canvas(self.glyphs, instances + distractors(self.glyphs, rng), rng)
 
 
 class KShotCanvases(_Canvases):
@@ -323,7 +323,7 @@ class KShotCanvases(_Canvases):
         class_id, shot = divmod(self._checked(index), self.k_shot)
         drawer = np.random.default_rng([K_SHOT_SEED, self.seed, class_id]).permutation(len(self.glyphs.drawers))[shot]
         rng = np.random.default_rng([K_SHOT_SEED, self.seed, class_id, shot])
-        return compose_canvas(self.glyphs, [(class_id, int(drawer))] + _distractors(self.glyphs, rng), rng)
+        return compose_canvas(self.glyphs, [(class_id, int(drawer))] + distractors(self.glyphs, rng), rng)
 
 
 def benchmark_test_set(glyphs: Glyphs, *, size: int = TEST_CANVASES) -> FewShotCanvases:
