@@ -1,5 +1,6 @@
 """hallucinate run | eval | report | ingest | export"""
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-hallucinate", action="store_true", help="evaluate without synthetic examples")
     evaluate.add_argument("--hallucinator", choices=["calibration"],
                           help="hallucinate with a training-free hallucinator fitted now on the train split's "
-                               "features (replacing the checkpoint's own, if any)")
+                               "features (replacing the checkpoint's own, if any); detection: on the base classes' "
+                               "RoI features, for TFA's fine-tuning")
     evaluate.add_argument("--n-synthetic", type=int, help="synthetic examples per class (default: the checkpoint's)")
     evaluate.add_argument("--synthetic-mass", type=float,
                           help="total support weight of a class's synthetic examples (default: the checkpoint's)")
@@ -156,6 +158,12 @@ def _eval(args) -> dict | None:
         raise ValueError(f"--novel-only applies to Attention-RPN checkpoints; {args.checkpoint} is not one")
     if getattr(model.config, "task", None) == "detection":
         from .detection.evaluation import evaluate_checkpoint
+
+        if args.hallucinator == "calibration":  # hallucinated RoI features in the fine-tuning, whatever the config
+            model.config = dataclasses.replace(model.config, hallucinator="calibration")
+            model.set_hallucination(True)
+        if args.no_hallucinate:
+            model.set_hallucination(False)
 
         return evaluate_checkpoint(model, k_shot=args.k_shot, seeds=args.seeds, images=args.images or 1000,
                                    data_root=args.data_root, device=device,

@@ -6,6 +6,7 @@ import torch
 
 from hallucinate.detection.canvases import (BASE_LABELS, DRAWERS, K_SHOTS, NOVEL_LABELS, NUM_BASE_CLASSES,
                                             NUM_CLASSES, BaseCanvases, FewShotCanvases, KShotCanvases,
+                                            NovelValidationCanvases,
                                             base_test_set, benchmark_test_set, collate_canvases, load_glyphs)
 
 
@@ -156,3 +157,17 @@ def test_bad_settings_are_refused_with_what_is_valid(glyphs):
     with pytest.raises(ValueError, match="unknown Omniglot-Det split 'val'; valid: train, test"):
         load_glyphs("val")
 
+
+
+def test_novel_validation_canvases_draw_every_class_anew_by_the_train_drawers(glyphs):
+    k_shot_sets = [KShotCanvases(glyphs["train"], k_shot=1, seed=seed) for seed in range(3)]
+    held = {(int(c), int(d)) for k_shot_set in k_shot_sets for canvas in map(k_shot_set.canvas, range(len(k_shot_set)))
+            for c, d in zip(canvas.characters[canvas.labelled], canvas.drawers[canvas.labelled])}
+    validation = NovelValidationCanvases(glyphs["train"], size=30, seed=1, k_shot_sets=k_shot_sets)
+    for canvas in map(validation.canvas, range(len(validation))):
+        annotated = list(zip(canvas.characters[canvas.labelled].tolist(), canvas.drawers[canvas.labelled].tolist()))
+        assert any(c >= NUM_BASE_CLASSES for c, _ in annotated)
+        assert all(d in DRAWERS["train"] and (c, d) not in held for c, d in annotated)
+    with pytest.raises(ValueError, match="no new drawing is left"):
+        NovelValidationCanvases(glyphs["train"], size=1, seed=1,
+                                k_shot_sets=[KShotCanvases(glyphs["train"], k_shot=10, seed=0)])

@@ -54,6 +54,7 @@ BASE_TRAINING_CANVASES = 5000
 
 DRAWERS = {"train": range(0, 10), "test": range(10, 20)}
 BASE_SEED, NOVEL_SEED, DISTRACTOR_SEED = 2849601468, 930825637, 1049237169
+VALIDATION_SEED = 2203970441  # novel validation canvases: neither the test set's nor any K-shot set's
 TEST_SEED, BASE_TEST_SEED, K_SHOT_SEED = 1849243506, 3774561438, 2791812681
 
 
@@ -324,6 +325,35 @@ class KShotCanvases(_Canvases):
         drawer = np.random.default_rng([K_SHOT_SEED, self.seed, class_id]).permutation(len(self.glyphs.drawers))[shot]
         rng = np.random.default_rng([K_SHOT_SEED, self.seed, class_id, shot])
         return compose_canvas(self.glyphs, [(class_id, int(drawer))] + distractors(self.glyphs, rng), rng)
+
+
+class NovelValidationCanvases(_Canvases):
+    """Canvas ``i`` from the seed ``(seed, i)``: 2-5 annotated characters, one novel, the others of any of the
+    120 classes, and 0-3 distractors, by the train drawers; an annotated character of class ``c`` by one of the
+    drawers that none of ``k_shot_sets`` holds for ``c``."""
+
+    def __init__(self, glyphs: Glyphs, *, size: int, seed: int, k_shot_sets: list[KShotCanvases]):
+        held = np.zeros((NUM_CLASSES, len(glyphs.drawers)), dtype=bool)
+        for k_shot_set in k_shot_sets:
+            for index in range(len(k_shot_set)):
+                canvas = k_shot_set.canvas(index)
+                for character, drawer in zip(canvas.characters[canvas.labelled], canvas.drawers[canvas.labelled]):
+                    held[character, glyphs.drawers.index(int(drawer))] = True
+        self.free = [np.flatnonzero(~row) for row in held]
+        if min(len(free) for free in self.free) == 0:
+            raise ValueError("the K-shot sets hold every train drawer of some class: no new drawing is left")
+        self.glyphs, self.size, self.seed = glyphs, size, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def canvas(self, index: int):
+        rng = np.random.default_rng([self.seed, self._checked(index)])
+        count = rng.integers(INSTANCES[0], INSTANCES[1] + 1)
+        classes = np.concatenate([rng.integers(NUM_BASE_CLASSES, NUM_CLASSES, size=1),
+                                  rng.integers(NUM_CLASSES, size=count - 1)])
+        instances = [(int(c), int(rng.choice(self.free[c]))) for c in classes]
+        return compose_canvas(self.glyphs, instances + distractors(self.glyphs, rng), rng)
 
 
 def benchmark_test_set(glyphs: Glyphs, *, size: int = TEST_CANVASES) -> FewShotCanvases:

@@ -1,10 +1,12 @@
 """Scoring a detector on a fixed set of canvases: its detections, their AP (`metric.average_precision`), the RPN's
-recall, and TFA's K-shot protocol over seeds.
+recall, and TFA's K-shot protocol over seeds, for one fine-tuning arm or several on the same K-shot sets, with their
+paired gains.
 
 A TFA fine-tuning changes the last layer only, so on a test set every fine-tuned detector of one base detector has
 the same proposals and the same box-head feature of each: `proposal_features` computes them once, and
 `detect_from_features` runs only the last layer and torchvision's post-processing on them, which is the detector's
 own forward after its box head."""
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -12,11 +14,12 @@ import torch
 from tqdm import tqdm
 
 from ..device import autocast
+from ..evaluation.statistics import mean_ci95
 from .canvases import BASE_LABELS, NOVEL_LABELS, KShotCanvases, collate_canvases
 from .config import DetectionConfig
 from .metric import DetectionAP, average_precision, rpn_recall, summarize_seeds
 from .model import propose
-from .tfa import adapt
+from .tfa import adapt, k_shot_bank
 
 EVAL_BATCH = 32  # canvases per forward
 
@@ -107,35 +110,82 @@ def dataset_rpn_recall(detector, dataset, *, device: torch.device, top: int = 10
     return rpn_recall(proposals, truth, top=top)
 
 
-def k_shot_ap(base_detector, config: DetectionConfig, *, k_shot: int, seeds, train_glyphs, test_set,
-              device: torch.device, test_features: ProposalFeatures | None = None, progress: bool = False) -> dict:
-    """TFA's protocol at one K: for each seed, ``base_detector`` fine-tuned as ``config`` says on that seed's
-    K-shot set, then scored on ``test_set``; novel AP50 (``nap50``), base AP50 (``bap50``) and COCO mAP (``map``),
-    each's mean, 95% interval over the seeds and per-seed values. ``test_features`` (`proposal_features` of the base
-    detector on ``test_set``) makes last-layer fine-tuning's evaluations cheap; fine-tuning everything ignores them."""
-    results = []
+def k_shot_arms(base_detector, arms: dict[str, DetectionConfig], *, k_shot: int, seeds, train_glyphs, test_set,
+                device: torch.device, test_features: ProposalFeatures | None = None, hallucinator=None,
+                progress: bool = False) -> dict[str, dict]:
+    """TFA's protocol at one K for several fine-tuning arms (name -> config) on the same K-shot sets and test
+    canvases: for each seed, ``base_detector`` fine-tuned as each arm's config says on that seed's K-shot set, then
+    scored on ``test_set``; per arm, novel AP50 (``nap50``), base AP50 (``bap50``) and COCO mAP (``map``), each's
+    mean, 95% interval over the seeds and per-seed values. The arms that fine-tune the last layer share each seed's
+    `k_shot_bank` (every layer before the last is the base detector's, frozen), computed once: an arm gets what it
+    gets alone. ``hallucinator`` (`hallucination.roi_hallucinator` of ``base_detector``) goes to the arms whose
+    config names one. ``test_features`` (`proposal_features` of the base detector on ``test_set``) makes last-layer
+    fine-tuning's evaluations cheap; fine-tuning everything ignores them."""
+    results: dict[str, list[DetectionAP]] = {name: [] for name in arms}
     for seed in tqdm(list(seeds), desc=f"{k_shot}-shot seeds", disable=not progress, leave=False):
-        detector, _ = adapt(base_detector, KShotCanvases(train_glyphs, k_shot=k_shot, seed=seed), config, seed=seed,
-                            device=device)
-        if config.finetune == "last_layer" and test_features is not None:
-            predictions, targets = detect_from_features(detector, test_features), test_features.targets
-        else:
-            predictions, targets = detect(detector, test_set, device=device, precision=config.precision)
-        results.append(average_precision(predictions, targets, novel_labels=NOVEL_LABELS, base_labels=BASE_LABELS))
+        k_shot_set = KShotCanvases(train_glyphs, k_shot=k_shot, seed=seed)
+        banks = {}  # by precision, the one setting of the arms' that the bank depends on
+        for name, config in arms.items():
+            bank = None
+            if config.finetune == "last_layer":
+                if config.precision not in banks:
+                    banks[config.precision] = k_shot_bank(base_detector, k_shot_set, config, device=device)
+                bank = banks[config.precision]
+            detector, _ = adapt(base_detector, k_shot_set, config, seed=seed, device=device, bank=bank,
+                                hallucinator=hallucinator if config.hallucinator != "none" else None)
+            if config.finetune == "last_layer" and test_features is not None:
+                predictions, targets = detect_from_features(detector, test_features), test_features.targets
+            else:
+                predictions, targets = detect(detector, test_set, device=device, precision=config.precision)
+            results[name].append(average_precision(predictions, targets, novel_labels=NOVEL_LABELS,
+                                                   base_labels=BASE_LABELS))
+    return {name: _flat(k_shot, config, results[name]) for name, config in arms.items()}
+
+
+_NAMES = {"novel_ap50": "nap50", "base_ap50": "bap50", "map": "map"}
+
+
+def _flat(k_shot: int, config: DetectionConfig, results: list[DetectionAP]) -> dict:
     summary = summarize_seeds(results)
-    names = {"novel_ap50": "nap50", "base_ap50": "bap50", "map": "map"}
-    flat = {"k_shot": k_shot, "seeds": len(results), "predictor": config.predictor, "finetune": config.finetune}
-    for key, name in names.items():
+    flat = {"k_shot": k_shot, "seeds": len(results), "predictor": config.predictor, "finetune": config.finetune,
+            "hallucinator": config.hallucinator}
+    if config.hallucinator != "none":
+        flat |= {"n_synthetic": config.n_synthetic, "synthetic_mass": config.synthetic_mass}
+    for key, name in _NAMES.items():
         flat |= {name: summary[key]["mean"], f"{name}_ci95": summary[key]["ci95"],
                  f"{name}_per_seed": summary[key]["per_seed"]}
     return flat
 
 
+def k_shot_ap(base_detector, config: DetectionConfig, *, k_shot: int, seeds, train_glyphs, test_set,
+              device: torch.device, test_features: ProposalFeatures | None = None, hallucinator=None,
+              progress: bool = False) -> dict:
+    """`k_shot_arms` of the one arm ``config``."""
+    return k_shot_arms(base_detector, {"arm": config}, k_shot=k_shot, seeds=seeds, train_glyphs=train_glyphs,
+                       test_set=test_set, device=device, test_features=test_features, hallucinator=hallucinator,
+                       progress=progress)["arm"]
+
+
+def paired_gains(treated: dict, control: dict) -> dict:
+    """``treated - control`` seed by seed, for two `k_shot_arms` results on the same K-shot sets and test canvases:
+    per metric (``nap50``, ``bap50``, ``map``), the mean difference, its 95% interval and the per-seed
+    differences."""
+    if (treated["k_shot"], treated["seeds"]) != (control["k_shot"], control["seeds"]):
+        raise ValueError(f"paired gains need the same K-shot sets: K={treated['k_shot']} over {treated['seeds']} "
+                         f"seeds vs K={control['k_shot']} over {control['seeds']}")
+    gains = {}
+    for name in _NAMES.values():
+        differences = [a - b for a, b in zip(treated[f"{name}_per_seed"], control[f"{name}_per_seed"])]
+        mean, ci95 = mean_ci95(differences)
+        gains |= {name: mean, f"{name}_ci95": ci95, f"{name}_per_seed": differences}
+    return gains
+
+
 def evaluate_checkpoint(model, *, k_shot: int, seeds: int, images: int, data_root=None, device: torch.device,
                         progress: bool = False) -> dict:
     """`hallucinate eval` of a detection checkpoint (a `FewShotDetector`): `k_shot_ap` over K-shot seeds
-    ``0..seeds-1`` on the first ``images`` test canvases, with the base detector's RPN recall and base AP50 on the
-    base test canvases."""
+    ``0..seeds-1`` on the first ``images`` test canvases (with hallucinated RoI features when the detector is
+    `hallucinating`), with the base detector's RPN recall and base AP50 on the base test canvases."""
     from .canvases import K_SHOT_SEEDS, K_SHOTS, TEST_CANVASES, base_test_set, benchmark_test_set, load_glyphs
 
     if k_shot not in K_SHOTS:
@@ -144,12 +194,15 @@ def evaluate_checkpoint(model, *, k_shot: int, seeds: int, images: int, data_roo
         raise ValueError(f"--seeds must be 2..{len(K_SHOT_SEEDS)} (a 95% interval needs two), got {seeds}")
     if not 2 <= images <= TEST_CANVASES:
         raise ValueError(f"--images must be 2..{TEST_CANVASES} test canvases, got {images}")
-    base, config = model.detector, model.config
+    base = model.detector
+    config = model.config if model.hallucinating else dataclasses.replace(model.config, hallucinator="none")
+    hallucinator = model.roi_hallucinator(data_root=data_root) if model.hallucinating else None
     test_glyphs = load_glyphs("test", data_root)
     test_set, base_set = benchmark_test_set(test_glyphs, size=images), base_test_set(test_glyphs, size=images)
     features = proposal_features(base, test_set, device=device, precision=config.precision, progress=progress)
     result = k_shot_ap(base, config, k_shot=k_shot, seeds=range(seeds), train_glyphs=load_glyphs("train", data_root),
-                       test_set=test_set, device=device, test_features=features, progress=progress)
+                       test_set=test_set, device=device, test_features=features, hallucinator=hallucinator,
+                       progress=progress)
     base_ap = detection_ap(base, base_set, novel_labels=(), base_labels=BASE_LABELS, device=device,
                            precision=config.precision)
     return result | {"images": images, "base_detector_bap50": base_ap.base_ap50,

@@ -6,11 +6,19 @@ With everything before the last layer frozen (batch norm too), a canvas's propos
 each proposal are the same at every step: only which RoIs a step samples changes. So the features of every proposal
 (and every ground-truth box, which torchvision adds to them) are computed once into a `RoIBank`, and each step samples
 RoIs from it as torchvision's `RoIHeads` does (128 a canvas, a quarter foreground) and takes the loss torchvision
-takes (`fastrcnn_loss`): the same training, thousands of steps in seconds."""
+takes (`fastrcnn_loss`): the same training, thousands of steps in seconds. The bank depends on the K-shot set and the
+frozen layers alone, so the arms that fine-tune the last layer of one base detector on one K-shot set (fc or cosine,
+with or without hallucination) can share it (`k_shot_bank`).
+
+With a hallucinator (`hallucination.RoIHallucinator`), each step also takes synthetic RoI features of the step's
+novel classes into the classification loss, weighted (`weighted_classification_loss`); they have no box, so no box
+regression target."""
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 from ..device import autocast
@@ -23,16 +31,17 @@ from .model import check_targets, freeze_all_but_predictor, tfa_surgery, unfreez
 class RoIBank:
     """The box head's features of every proposal and ground-truth box of a set of canvases, as torchvision's
     `RoIHeads` matches them in training: ``labels`` 0 for the background, ``regression_targets`` encoded by its box
-    coder, ``canvas`` the index of each RoI's canvas."""
+    coder, ``canvas`` the index of each RoI's canvas, ``rows[i]`` the indices of canvas ``i``'s RoIs."""
 
     features: torch.Tensor  # [R, d]
     labels: torch.Tensor  # [R] int64
     regression_targets: torch.Tensor  # [R, 4]
     canvas: torch.Tensor  # [R] int64
+    rows: tuple[torch.Tensor, ...]  # per canvas, int64
 
     @property
     def canvases(self) -> int:
-        return int(self.canvas.max()) + 1
+        return len(self.rows)
 
 
 @torch.no_grad()
@@ -64,34 +73,69 @@ def roi_bank(detector, dataset, *, device: torch.device, precision: str = "fp32"
         regression_targets += heads.box_coder.encode(matched_boxes, proposals)
         first = len(canvas)
         canvas += [torch.full((len(p),), first + i, dtype=torch.long, device=device) for i, p in enumerate(proposals)]
-    return RoIBank(torch.cat(features), torch.cat(labels), torch.cat(regression_targets), torch.cat(canvas))
+    counts = [len(rows) for rows in canvas]
+    rows = torch.arange(sum(counts), device=device).split(counts)  # each canvas's RoIs follow the one before's
+    return RoIBank(torch.cat(features), torch.cat(labels), torch.cat(regression_targets), torch.cat(canvas), rows)
+
+
+def k_shot_bank(base_detector, k_shot_set, config: DetectionConfig, *, device: torch.device) -> RoIBank:
+    """The `RoIBank` `adapt` fine-tunes the last layer on: ``base_detector``'s layers before its last, frozen as
+    fine-tuning freezes them (batch norm too), on every canvas of ``k_shot_set``. The same for every last-layer arm
+    and seed on that set: compute it once and hand it to each `adapt`."""
+    frozen = freeze_all_but_predictor(copy.deepcopy(base_detector)).to(device)
+    return roi_bank(frozen, k_shot_set, device=device, precision=config.precision)
 
 
 def _sample(detector, bank: RoIBank, canvases: torch.Tensor) -> torch.Tensor:
     """Indices into ``bank`` of the RoIs torchvision's sampler draws for each of ``canvases`` (torch's global
     random stream, as torchvision's)."""
-    per_canvas = [torch.nonzero(bank.canvas == index).flatten() for index in canvases.tolist()]
+    per_canvas = [bank.rows[index] for index in canvases.tolist()]
     chosen_fg, chosen_bg = detector.roi_heads.fg_bg_sampler([bank.labels[rows] for rows in per_canvas])
     return torch.cat([rows[(fg | bg).bool()] for rows, fg, bg in zip(per_canvas, chosen_fg, chosen_bg)])
 
 
-def finetune_last_layer(detector, bank: RoIBank, config: DetectionConfig, *, steps: int, seed: int) -> list[dict]:
+def weighted_classification_loss(scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``fastrcnn_loss``'s classification term with a weight per RoI: ``sum_i w_i CE(scores_i, labels_i) / sum_i
+    w_i`` (with every weight 1, the mean cross-entropy torchvision takes)."""
+    return (weights * F.cross_entropy(scores, labels, reduction="none")).sum() / weights.sum()
+
+
+def finetune_last_layer(detector, bank: RoIBank, config: DetectionConfig, *, steps: int, seed: int,
+                        hallucinator=None) -> list[dict]:
     """Train ``detector.roi_heads.box_predictor`` on ``bank`` for ``steps`` steps of ``finetune_batch_size``
     canvases each (drawn without replacement, epoch after epoch), SGD with momentum; return a loss row every 50
-    steps. In place."""
+    steps. In place.
+
+    ``hallucinator`` (a `hallucination.RoIHallucinator`): each step adds ``config.n_synthetic`` synthetic features
+    for each novel class with a canvas in the step (seeded by that class's foreground RoIs in ``bank``), each
+    weighing ``synthetic_mass / n_synthetic`` in the classification loss, fresh every step from a stream of their
+    own (seeded by ``seed``): the real RoIs sampled are those of the run without them."""
     predictor = detector.roi_heads.box_predictor
     optimizer = torch.optim.SGD(predictor.parameters(), lr=config.finetune_lr, momentum=config.finetune_momentum,
                                 weight_decay=config.finetune_weight_decay)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    if hallucinator is not None:
+        novel_rows = (bank.labels > hallucinator.base_classes).nonzero().flatten()  # the seeds to draw from
+        synthetic_stream = torch.Generator(device=bank.features.device).manual_seed(seed)
     order, history = torch.empty(0, dtype=torch.long), []
     for step in range(1, steps + 1):
         if len(order) < config.finetune_batch_size:
             order = torch.cat([order, torch.randperm(bank.canvases, generator=generator)])
         canvases, order = order[:config.finetune_batch_size], order[config.finetune_batch_size:]
-        rows = _sample(detector, bank, canvases.to(bank.canvas.device))
+        rows = _sample(detector, bank, canvases)
+        labels = bank.labels[rows]
         scores, deltas = predictor(bank.features[rows])
-        classification, box = fastrcnn_loss(scores, deltas, [bank.labels[rows]], [bank.regression_targets[rows]])
+        classification, box = fastrcnn_loss(scores, deltas, [labels], [bank.regression_targets[rows]])
+        if hallucinator is not None:
+            in_step = novel_rows[torch.isin(bank.labels[novel_rows], labels[labels > hallucinator.base_classes])]
+            synthetic, synthetic_labels, weights = hallucinator(
+                bank.features[in_step], bank.labels[in_step], n_per_class=config.n_synthetic,
+                synthetic_mass=config.synthetic_mass, rng=synthetic_stream)
+            synthetic_scores, _ = predictor(synthetic)  # no box: their deltas take no loss
+            classification = weighted_classification_loss(
+                torch.cat([scores, synthetic_scores]), torch.cat([labels, synthetic_labels]),
+                torch.cat([weights.new_ones(len(rows)), weights]))
         optimizer.zero_grad(set_to_none=True)
         (classification + box).backward()
         optimizer.step()
@@ -130,18 +174,28 @@ def finetune_all(detector, dataset, config: DetectionConfig, *, steps: int, seed
 
 
 def adapt(base_detector, k_shot_set, config: DetectionConfig, *, seed: int, device: torch.device,
-          num_novel: int = NUM_NOVEL_CLASSES) -> tuple[object, list[dict]]:
+          num_novel: int = NUM_NOVEL_CLASSES, bank: RoIBank | None = None,
+          hallucinator=None) -> tuple[object, list[dict]]:
     """TFA's second stage on a K-shot set (``k_shot_set.k_shot`` canvases a class): a copy of ``base_detector``
     with its last layer widened by ``num_novel`` classes (``config.predictor``: cosine or fc), fine-tuned for
     ``finetune_steps_per_shot * k_shot`` steps, the last layer alone or everything (``config.finetune``). Returns the
-    fine-tuned detector (eval mode) and its loss rows; ``base_detector`` is left as it was."""
+    fine-tuned detector (eval mode) and its loss rows; ``base_detector`` is left as it was.
+
+    Last-layer fine-tuning takes ``bank`` (`k_shot_bank` of this base detector and set) when given, else computes
+    it. With ``config.hallucinator`` other than "none" it needs ``hallucinator``, one fitted on this base detector
+    (`hallucination.roi_hallucinator`); with "none", none."""
+    if (config.hallucinator == "none") != (hallucinator is None):
+        raise ValueError(f"config.hallucinator is {config.hallucinator!r} but "
+                         f"{'a' if hallucinator is not None else 'no'} hallucinator was given: hallucinated RoI "
+                         f"features need both (hallucination.roi_hallucinator builds one), no hallucination neither")
     detector = tfa_surgery(base_detector, num_novel=num_novel, predictor=config.predictor,
                            scale=config.cosine_scale, generator=torch.Generator().manual_seed(seed)).to(device)
     steps = config.finetune_steps_per_shot * k_shot_set.k_shot
     if config.finetune == "last_layer":
         freeze_all_but_predictor(detector)
-        bank = roi_bank(detector, k_shot_set, device=device, precision=config.precision)
-        history = finetune_last_layer(detector, bank, config, steps=steps, seed=seed)
+        if bank is None:
+            bank = k_shot_bank(base_detector, k_shot_set, config, device=device)
+        history = finetune_last_layer(detector, bank, config, steps=steps, seed=seed, hallucinator=hallucinator)
     else:
         unfreeze_all(detector)
         history = finetune_all(detector, k_shot_set, config, steps=steps, seed=seed, device=device)
