@@ -246,7 +246,7 @@ def _export(args) -> dict:
         kept = {key: state[key] for key in ("task", "config", "best_val_iou", "best_step", "metrics", "best_model")}
         save_checkpoint(Path(args.output), kept | {"step": state["step"]}, keep_previous=False)
         return {"output": args.output, "bytes": Path(args.output).stat().st_size}
-    keep = ("config", "best_val_accuracy", "best_episode", "metrics")
+    keep = ("config", "best_val_accuracy", "best_episode", "metrics") + (("multidomain",) if "multidomain" in state else ())
     # The critic only trains the generator: a released classifier never calls it.
     weights = {name: tensor for name, tensor in state["best_model"].items()
                if not name.startswith("hallucinator.critic.")}

@@ -328,6 +328,12 @@ def test_the_checkpoint_loads_as_a_plain_classifier(domains, tmp_path):
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["multidomain"] == config.as_dict() and set(state["fwt"]["layers"]) == {
         f"layers.{i}.{theta}" for i in range(4) for theta in ("theta_gamma", "theta_beta")}
+    from hallucinate.cli import main
+
+    assert main(["export", str(tmp_path / "checkpoint.pt"), str(tmp_path / "released.pt")]) == 0
+    released = load_checkpoint(tmp_path / "released.pt")
+    assert released["multidomain"] == config.as_dict() and "fwt" not in released  # what it was trained on, kept
+    assert load(tmp_path / "released.pt").config == model.config
 
 
 def test_a_short_multi_domain_run_beats_a_single_domain_run_on_a_left_out_domain(domains, tmp_path):
