@@ -11,12 +11,14 @@ Arms: ``single`` (the aggregate trainer on Omniglot alone), ``aggregate`` (plain
 (printed glyphs of Omniglot's Vinyals val scripts, which no training split holds), or of Omniglot when noto_glyphs
 is the left-out domain; the left-out domain is never seen before its test. A run folder is named by what it trains
 (the trainer, the domains, the validation domain), so arms that train the same thing share it, and a finished run is
-evaluated, not retrained; an unfinished one resumes. With ``--left-out all`` the other domains' own test cells are
-measured too. Prints one JSON line per cell, then a Markdown table with each arm's paired gain over ``aggregate``.
+evaluated, not retrained; an unfinished one resumes. ``--left-out all`` leaves out each of the five in turn. Prints
+one JSON line per cell (with the median training episodes per second of the arm's run), then a Markdown table with
+each arm's paired gain over ``aggregate``.
 """
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,13 @@ def trained_checkpoint(config, folder: Path, device) -> Path:
     return folder / "checkpoint.pt"
 
 
+def training_speed(folder: Path) -> float:
+    """The median episodes per second of a run's logged rows (each trainer logs its own)."""
+    rates = [row["episodes_per_s"] for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+             if "episodes_per_s" in row]
+    return round(statistics.median(rates), 2)
+
+
 def markdown(cells: list[dict]) -> str:
     lines = ["| left out | arm | 5-way 1-shot | 5-way 5-shot | 1-shot gain over aggregate | 5-shot gain over aggregate |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -95,7 +104,8 @@ def main() -> None:
         for arm in sorted(args.arms, key=lambda arm: arm != BASELINE):  # the baseline first: the gains need it
             config = arm_config(arm, left_out, args.set)
             trained = time.perf_counter()
-            checkpoint = trained_checkpoint(config, run_folder(args.runs, config), device)
+            folder = run_folder(args.runs, config)
+            checkpoint = trained_checkpoint(config, folder, device)
             trained = time.perf_counter() - trained
             model = load(checkpoint, device=args.device)
             for setting in args.settings:
@@ -105,7 +115,8 @@ def main() -> None:
                 results[arm, setting] = result
                 cell = {"left_out": left_out, "arm": arm, "trainer": config.trainer, "domains": config.domains,
                         "val_domain": config.val_domain, "checkpoint": str(checkpoint),
-                        "training_s_this_run": round(trained, 1)} | result.as_dict()
+                        "training_s_this_run": round(trained, 1),
+                        "training_episodes_per_s_median": training_speed(folder)} | result.as_dict()
                 if arm != BASELINE and (BASELINE, setting) in results:
                     cell["gain"], cell["gain_ci95"] = paired_gain(result, results[BASELINE, setting])
                 cells.append(cell)
