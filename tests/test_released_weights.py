@@ -51,8 +51,13 @@ def test_released_file_loads_and_matches_its_name(path, data_root, cache):
 
         assert path.name.startswith("omniglot_detection_") and isinstance(model, FewShotDetector)
         return
-    dataset = {"omniglot": "omniglot", "cifarfs": "cifar_fs"}[path.name.split("_")[0]]
-    assert config.dataset == dataset
+    if path.name.startswith("multidomain_"):  # trained across domains: the settings it was trained with, kept
+        from hallucinate.training import load_checkpoint
+
+        assert f"_{load_checkpoint(path)['multidomain']['trainer']}_" in path.name
+    else:
+        dataset = {"omniglot": "omniglot", "cifarfs": "cifar_fs"}[path.name.split("_")[0]]
+        assert config.dataset == dataset
     assert f"_{config.learner}_" in path.name
     hallucinator = config.hallucinator
     if hallucinator == "none":
