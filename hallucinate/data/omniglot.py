@@ -52,18 +52,18 @@ def read_classes(root: Path, image_size: int = DEFAULT_IMAGE_SIZE):
             yield split, line, np.ascontiguousarray(np.rot90(characters[character], quarter_turns, axes=(1, 2)))
 
 
-def character_drawings(archive: zipfile.ZipFile) -> dict[str, list[zipfile.ZipInfo]]:
+def character_drawings(archive: zipfile.ZipFile, *, count: int | None = DRAWINGS_PER_CHARACTER
+                       ) -> dict[str, list[zipfile.ZipInfo]]:
     """Each character's drawings in one of the zips, keyed ``"Alphabet/characterNN"`` in sorted order, each
-    character's 20 sorted by file name (drawer order)."""
+    character's sorted by file name (drawer order); ``count``: how many each must have (None: any number)."""
     drawings: dict[str, list[zipfile.ZipInfo]] = {}
     for member in checked_members(archive):
         parts = member.filename.split("/")
         if not member.is_dir() and len(parts) == 4 and parts[3].endswith(".png"):
             drawings.setdefault(f"{parts[1]}/{parts[2]}", []).append(member)
     for character, files in drawings.items():
-        if len(files) != DRAWINGS_PER_CHARACTER:
-            raise ValueError(f"{archive.filename}: {character} has {len(files)} drawings, not "
-                             f"{DRAWINGS_PER_CHARACTER}")
+        if count is not None and len(files) != count:
+            raise ValueError(f"{archive.filename}: {character} has {len(files)} drawings, not {count}")
     return {character: sorted(drawings[character], key=lambda member: member.filename)
             for character in sorted(drawings)}
 
@@ -77,7 +77,7 @@ def _decode_characters(folder: Path, characters: set[str], image_size: int) -> d
     images = {}
     for name in ARCHIVES:
         with zipfile.ZipFile(folder / name) as archive:
-            for character, members in character_drawings(archive).items():
+            for character, members in character_drawings(archive, count=None).items():
                 if character in characters:
                     images[character] = np.stack([read_image(archive, member, prepare_image, image_size)
                                                   for member in members])
