@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from hallucinate.detection import NUM_BASE_CLASSES, KShotCanvases, benchmark_test_set, collate_canvases, load_glyphs
+from hallucinate.detection import NUM_BASE_CLASSES, benchmark_test_set, collate_canvases, load_glyphs
 from hallucinate.detection.attention_config import AttentionRPNConfig
 from hallucinate.detection.attention_evaluation import k_shot_ap
 from hallucinate.detection.attention_rpn import (SUPPORT_WINDOW, AttentionRPN, GlobalRelation, LocalRelation,
