@@ -237,7 +237,7 @@ def test_the_loaded_detector_adapts_to_a_support_and_refuses_bad_ones(trained, d
         detector.adapt([torch.zeros(3, 96, 96)], support[:1])
     with pytest.raises(ValueError, match="image 0 has shape \\(3, 96, 96\\): the detector takes 1-channel"):
         adapted([torch.zeros(3, 96, 96)])
-    with pytest.raises(ValueError, match="support labels must be 0..P-1"):
+    with pytest.raises(ValueError, match="support labels must be 0..C-1"):
         detector.adapt(images[:1], [{"boxes": targets[0]["boxes"][:1], "labels": torch.tensor([-1])}])
 
 

@@ -53,8 +53,11 @@ def class_lists(noto_fonts, handwriting):
 
 
 def _render(name, glyph, fonts, image_size=28):
-    return hershey.render_class(glyph, image_size) if name == "hershey" else \
-        DOMAIN_DATASETS[name].render_class(glyph, fonts[name], image_size)
+    """One class's 20 images as its domain's `read_classes` renders them."""
+    if name == "hershey":
+        return hershey.render_class(glyph, image_size)
+    module = DOMAIN_DATASETS[name]
+    return fonts[name].render(glyph, module.SEED, image_size, module.JITTER, module.MAX_PEN)
 
 
 @pytest.fixture(scope="module")

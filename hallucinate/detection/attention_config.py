@@ -1,13 +1,14 @@
 """The settings of an Attention-RPN run on Omniglot-Det (Fan et al., CVPR 2020): a frozen dataclass that the pipeline
 fills and `--set` overrides. The model's sizes, the 2-way contrastive episodes it trains on, the schedule, and the
 warm start from a base detector's backbone."""
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..training.config import SavedConfig
+
 
 @dataclass(frozen=True)
-class AttentionRPNConfig:
+class AttentionRPNConfig(SavedConfig):
     task: ClassVar[str] = "detection_attention_rpn"  # not a setting: what tells this task's checkpoints apart
 
     width: int = 64  # backbone: Conv-4 channels (stride 8)
@@ -43,13 +44,3 @@ class AttentionRPNConfig:
         for name in ("support_shots", "episodes_per_step", "rois_per_episode", "width", "relation_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_saved(cls, saved: dict) -> "AttentionRPNConfig":
-        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
-        return cls(**saved)

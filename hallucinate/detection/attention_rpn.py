@@ -27,8 +27,8 @@ from torchvision.ops import MultiScaleRoIAlign, batched_nms, boxes as box_ops
 
 from ..training.checkpoint import CheckpointError
 from .attention_config import AttentionRPNConfig
-from .model import (ANCHOR_SIZES, ASPECT_RATIOS, CANVAS_SIZE, CHANNELS, ROI_SIZE, RPNHead32, check_targets,
-                    feature_maps, freeze_batch_norm)
+from .model import (ANCHOR_SIZES, ASPECT_RATIOS, CANVAS_SIZE, CHANNELS, ROI_SIZE, RPNHead32, check_support,
+                    check_targets, feature_maps, freeze_batch_norm)
 
 SUPPORT_WINDOW = 64  # pixels: the square of a support canvas around a support box that the backbone sees
 SCORE_THRESHOLD, NMS_THRESHOLD, DETECTIONS = 0.05, 0.5, 100  # torchvision's (and FewX's) test settings
@@ -190,21 +190,8 @@ class AttentionRPN(nn.Module):
     def prototypes(self, support_images: list[torch.Tensor], support_targets: list[dict]) -> torch.Tensor:
         """One prototype per class of the support, ``[P, C, r, r]``: the mean RoI feature of its boxes. Targets are
         torchvision's (``boxes`` xyxy in the images' pixels, ``labels``) with labels ``0..P-1``, each present."""
-        if not support_images:
-            raise ValueError("the support is empty: give at least one image with a box of each class")
-        labels = [target.get("labels") for target in support_targets]
-        if any(isinstance(l, torch.Tensor) and bool((l < 0).any()) for l in labels):
-            raise ValueError(f"support labels must be 0..P-1, one per class; got "
-                             f"{[l.tolist() if isinstance(l, torch.Tensor) else l for l in labels]}")
-        check_targets(support_images, [{**t, "labels": t["labels"] + 1} if isinstance(t.get("labels"), torch.Tensor)
-                                       else t for t in support_targets])  # the validator's labels start at 1
-        labels = torch.cat(labels)
-        if len(labels) == 0:
-            raise ValueError("the support targets hold no box: each class needs at least one")
-        classes = int(labels.max()) + 1
-        missing = sorted(set(range(classes)) - set(labels.tolist()))
-        if missing:
-            raise ValueError(f"support labels must cover 0..{classes - 1}: classes {missing} have no box")
+        classes = check_support(support_images, support_targets)
+        labels = torch.cat([target["labels"] for target in support_targets])
         windows, boxes = support_windows(support_images, [target["boxes"] for target in support_targets])
         features = self.support_features(windows, boxes)
         total = torch.zeros(classes, *features.shape[1:], device=features.device).index_add_(

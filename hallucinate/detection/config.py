@@ -2,9 +2,10 @@
 overrides (`hallucinate.training.override` takes any such dataclass). Base training's settings, then the
 fine-tuning's (TFA's second stage), which `hallucinate eval` applies to each K-shot set, then the hallucinated RoI
 features that can join that fine-tuning (`hallucination`)."""
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
+
+from ..training.config import SavedConfig
 
 FINETUNE_MODES = ("last_layer", "all")  # TFA's; "all" is its "FRCN+ft-full" baseline
 PREDICTORS = ("fc", "cosine")
@@ -12,7 +13,7 @@ HALLUCINATORS = ("none", "calibration")  # of RoI features in last-layer fine-tu
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
+class DetectionConfig(SavedConfig):
     task: ClassVar[str] = "detection"  # not a setting: what tells this task's checkpoints from the others'
 
     width: int = 64  # backbone: Conv-4 channels (stride 8)
@@ -82,13 +83,3 @@ class DetectionConfig:
                              f"synthetic_mass={self.synthetic_mass}")
         if self.calibration_canvases < 1:
             raise ValueError(f"calibration_canvases must be >= 1, got {self.calibration_canvases}")
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_saved(cls, saved: dict) -> "DetectionConfig":
-        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
-        return cls(**saved)

@@ -11,7 +11,7 @@ from ..training.checkpoint import CheckpointError
 from .canvases import NUM_BASE_CLASSES, load_glyphs
 from .config import DetectionConfig
 from .hallucination import RoIHallucinator, roi_hallucinator
-from .model import build_detector, check_targets
+from .model import build_detector, check_support, check_targets
 from .tfa import adapt as tfa_adapt
 
 
@@ -83,20 +83,7 @@ class FewShotDetector(nn.Module):
         left as it was."""
         if self.classes is not None:
             raise ValueError("adapt starts from the base detector; this one is already adapted")
-        given = [target.get("labels") for target in support_targets]
-        if any(isinstance(labels, torch.Tensor) and bool((labels < 0).any()) for labels in given):
-            raise ValueError(f"support labels must be 0..C-1, one per new class; got {[l.tolist() for l in given]}")
-        # the validator takes the detector's labels (0 is its background): the user's shifted by one
-        check_targets(support_images, [{**target, "labels": target["labels"] + 1}
-                                       if isinstance(target.get("labels"), torch.Tensor) else target
-                                       for target in support_targets])
-        labels = torch.cat(given)
-        if len(labels) == 0:
-            raise ValueError("the support targets hold no box: each class needs at least one")
-        classes = int(labels.max()) + 1
-        missing = sorted(set(range(classes)) - set(labels.tolist()))
-        if missing:
-            raise ValueError(f"support labels must cover 0..{classes - 1}: classes {missing} have no box")
+        classes = check_support(support_images, support_targets)
         device = next(self.detector.parameters()).device
         support = _SupportSet([image.to(device) for image in support_images], support_targets, classes)
         config = self.config if self.hallucinating else dataclasses.replace(self.config, hallucinator="none")

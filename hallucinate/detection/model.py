@@ -238,3 +238,26 @@ def check_targets(images: list[torch.Tensor], targets: list[dict] | None, *,
             valid = f"1..{num_classes}" if num_classes is not None else "1 or more"
             raise ValueError(f"target {i}: labels {labels[wrong].tolist()} are not object labels ({valid}; 0 is "
                              f"the background, dataset class c is label c + 1)")
+
+
+def check_support(support_images: list[torch.Tensor], support_targets: list[dict]) -> int:
+    """Refuse, saying why, a few-shot support set a detector cannot learn from, and return its number of classes:
+    the targets' labels name the new classes ``0..C-1`` (each with at least one box), the rest as `check_targets`."""
+    if not support_images:
+        raise ValueError("the support is empty: give at least one image with a box of each class")
+    given = [target.get("labels") for target in support_targets]
+    if any(isinstance(labels, torch.Tensor) and bool((labels < 0).any()) for labels in given):
+        raise ValueError(f"support labels must be 0..C-1, one per new class; got "
+                         f"{[l.tolist() if isinstance(l, torch.Tensor) else l for l in given]}")
+    # check_targets takes the detector's labels (0 is its background): the user's shifted by one
+    check_targets(support_images, [{**target, "labels": target["labels"] + 1}
+                                   if isinstance(target.get("labels"), torch.Tensor) else target
+                                   for target in support_targets])
+    labels = torch.cat(given)
+    if len(labels) == 0:
+        raise ValueError("the support targets hold no box: each class needs at least one")
+    classes = int(labels.max()) + 1
+    missing = sorted(set(range(classes)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(f"support labels must cover 0..{classes - 1}: classes {missing} have no box")
+    return classes

@@ -16,6 +16,7 @@ from ..device import autocast, resolve_device
 from ..training import distributed
 from ..training.checkpoint import CheckpointError, save_checkpoint
 from ..training.guard import SkipCounter, step_if
+from ..training.loss_meter import LossMeter
 from ..training.run_files import append_row, load_for_resume, restart_log, write_json_atomic
 from .canvases import BASE_LABELS, NUM_BASE_CLASSES, BaseCanvases, collate_canvases, load_glyphs
 from .config import DetectionConfig
@@ -112,10 +113,8 @@ def train_base_detector(config: DetectionConfig, detector, train_canvases: BaseC
     batches = iter(loader)  # draws the loader's seed from torch's stream: before that stream is restored
     if resume:
         torch.set_rng_state(state["rng"]["torch"])  # RPN and RoI sampling draw from it
-    sums: dict[str, torch.Tensor] = {}
-    nonfinite: dict[str, torch.Tensor] = {}  # how many times each loss was NaN or inf since the last log row
     skips = SkipCounter(config.max_nonfinite_steps, device)
-    steps_since_log, interval_start, run_start = 0, time.perf_counter(), time.perf_counter()
+    meter, run_start = LossMeter(), time.perf_counter()
 
     def checkpoint(step: int) -> None:
         save_checkpoint(checkpoint_path, {
@@ -142,25 +141,16 @@ def train_base_detector(config: DetectionConfig, detector, train_canvases: BaseC
         step_if(ok, optimizer)
         schedule.step()
         skips.update(~ok, step)
-        for name, value in losses.items():
-            finite = torch.isfinite(value.detach())
-            sums[name] = sums.get(name, 0) + torch.where(finite, value.detach(), 0)
-            nonfinite[name] = nonfinite.get(name, 0) + ~finite
-        steps_since_log += 1
+        meter.add(losses)
         bar.update()
 
         if step % config.log_every == 0 or step == config.steps:
-            now = time.perf_counter()
-            counts = {name: int(count) for name, count in nonfinite.items()}
-            row = {"step": step, "lr": optimizer.param_groups[0]["lr"],
-                   **{name: float(total) / (steps_since_log - counts[name]) if counts[name] < steps_since_log
-                      else None for name, total in sums.items()},
-                   "canvases_per_s": steps_since_log * config.batch_size / (now - interval_start),
-                   "skipped_steps": skips.take()}
+            means, counts, steps, seconds = meter.take()
+            row = {"step": step, "lr": optimizer.param_groups[0]["lr"], **means,
+                   "canvases_per_s": steps * config.batch_size / seconds, "skipped_steps": skips.take()}
             record(row)
-            skips.check(counts, step - steps_since_log + 1, step)
+            skips.check(counts, step - steps + 1, step)
             bar.set_postfix(loss=sum(value for key, value in row.items() if key.startswith("loss_") and value))
-            sums, nonfinite, steps_since_log, interval_start = {}, {}, 0, now
         if step % config.val_every == 0 or step == config.steps:
             validation_start = time.perf_counter()
             result = detection_ap(detector, val_canvases, novel_labels=(), base_labels=BASE_LABELS, device=device,
@@ -168,7 +158,7 @@ def train_base_detector(config: DetectionConfig, detector, train_canvases: BaseC
             record({"step": step, "val_base_ap50": result.base_ap50, "val_map": result.map})
             bar.set_postfix(val_bap50=f"{result.base_ap50:.1f}")
             detector.train()
-            interval_start += time.perf_counter() - validation_start
+            meter.leave_out(time.perf_counter() - validation_start)
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint(step)
     bar.close()

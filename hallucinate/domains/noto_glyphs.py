@@ -29,8 +29,6 @@ italic styles for Latin and Greek, the 12 regional Tifinagh fonts), in a seeded 
 import unicodedata
 from pathlib import Path
 
-import numpy as np
-
 from . import render
 
 CHANNELS = 1
@@ -130,12 +128,6 @@ def source_fingerprint(root: Path) -> str:
     return render.source_fingerprint(font_files(), RENDER_VERSION)
 
 
-def render_class(glyph: render.FontClass, fonts: render.FontSet, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-    return fonts.render(glyph, SEED, image_size, JITTER, MAX_PEN)
-
-
 def read_classes(root: Path, image_size: int = DEFAULT_IMAGE_SIZE):
     """Yield ``(split, class_name, images uint8 [20, H, W, 1])`` for every class of `class_list`."""
-    fonts = render.FontSet(font_files())
-    for glyph in class_list(fonts):
-        yield glyph.split, glyph.name, render_class(glyph, fonts, image_size)
+    return render.read_font_classes(font_files(), class_list, SEED, JITTER, MAX_PEN, image_size)

@@ -200,6 +200,15 @@ def split_by_permutation(names: list[str], seed: int, fractions: dict[str, float
     return assignment
 
 
+def read_font_classes(font_files: list[Path], class_list, seed: int, jitter: Jitter, max_pen: int,
+                      image_size: int):
+    """Yield a font domain's ``(split, class_name, images uint8 [20, H, W, 1])``: every class that
+    ``class_list(fonts)`` gives, rendered from ``font_files``."""
+    fonts = FontSet(font_files)
+    for glyph in class_list(fonts):
+        yield glyph.split, glyph.name, fonts.render(glyph, seed, image_size, jitter, max_pen)
+
+
 def source_fingerprint(paths: list[Path], render_version: int) -> str:
     """The sha256 of the source files' bytes (`archive.fingerprint`) with the domain's rendering version."""
     from ..data.archive import fingerprint  # here, not at the top: hallucinate.data imports this package

@@ -4,8 +4,33 @@ import typing
 from dataclasses import dataclass
 
 
+class SavedConfig:
+    """What a frozen config dataclass needs to live in a checkpoint: ``as_dict`` to save it, ``from_saved`` to
+    rebuild it (a setting the checkpoint lacks takes its default; one this version does not know is an error)."""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_saved(cls, saved: dict):
+        cls.refuse_unknown(saved)
+        return cls(**{field.name: cls.saved_value(saved, field.name) for field in dataclasses.fields(cls)})
+
+    @classmethod
+    def saved_value(cls, saved: dict, name: str):
+        """Setting ``name`` of a checkpoint's ``saved`` config; one it lacks (added to the code after it was
+        written) takes the value that reproduces the code it was written by: its default, unless said otherwise."""
+        return saved[name] if name in saved else cls.__dataclass_fields__[name].default
+
+    @classmethod
+    def refuse_unknown(cls, saved: dict) -> None:
+        unknown = sorted(set(saved) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
+
+
 @dataclass(frozen=True)
-class EpisodicConfig:
+class EpisodicConfig(SavedConfig):
     dataset: str = "omniglot"
     image_size: int = 28
     backbone: str = "conv4"
@@ -91,9 +116,6 @@ class EpisodicConfig:
             raise ValueError(f"meta_batch={self.meta_batch} must divide the run's length and the checkpoint, "
                              f"validation and log intervals, which fall between outer steps; not {', '.join(misfits)}")
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @property
     def two_stage(self) -> bool:
         return self.hallucinator != "none" and self.hallucinator_episodes > 0
@@ -106,13 +128,10 @@ class EpisodicConfig:
                                             for name in HALLUCINATOR_SETTINGS + ("init_from",)})
 
     @classmethod
-    def from_saved(cls, saved: dict) -> "EpisodicConfig":
-        """The config a checkpoint was written with; a setting it lacks takes the value that reproduces the code it
-        was written by (`saved_value`)."""
-        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
-        return cls(**{name: saved_value(saved, name) for name in cls.__dataclass_fields__})
+    def saved_value(cls, saved: dict, name: str):
+        if name not in saved and name in BEFORE_SETTING:
+            return BEFORE_SETTING[name]
+        return super().saved_value(saved, name)
 
 
 # The settings of the hallucinator and of stage 2, which a run without a hallucinator does not use.
@@ -126,16 +145,11 @@ HALLUCINATOR_SETTINGS = ("hallucinator", "gan_generator", "n_synthetic", "shot_a
 BEFORE_SETTING = {"gan_generator": "noise", "shot_aware_weights": False}
 
 
-def saved_value(saved: dict, name: str):
-    if name in saved:
-        return saved[name]
-    return BEFORE_SETTING.get(name, getattr(EpisodicConfig(), name))
-
-
 def changed_settings(saved: dict, config, ignore: tuple[str, ...] = ()) -> list[str]:
     """The settings of ``config`` that differ from a checkpoint's ``saved`` ones, except ``ignore``. A setting the
-    checkpoint lacks (added to the code after it was written) counts as the value its code had (`saved_value`).
+    checkpoint lacks (added to the code after it was written) counts as the value its code had (``saved_value``).
     Without a hallucinator on either side, the hallucinator's settings do nothing and are not compared."""
+    saved_value = type(config).saved_value
     if getattr(config, "hallucinator", "none") == "none" and saved_value(saved, "hallucinator") == "none":
         ignore = ignore + HALLUCINATOR_SETTINGS
     return [key for key in config.as_dict() if key not in ignore and saved_value(saved, key) != getattr(config, key)]
