@@ -205,3 +205,34 @@ def test_floors_and_result_summary():
     assert summary["iou"] == 75.0 and summary["localisation"] == 50.0 and summary["images"] == 2
     assert summary["ci95"] == pytest.approx(100 * 1.96 * np.std([0.5, 1.0], ddof=1) / math.sqrt(2), abs=1e-3)
     assert summary["floor_empty_iou"] == 0.0 and summary["floor_inked_iou"] == 75.0
+
+
+def test_context_blocks_keep_the_feature_map_and_dilate_2_then_4():
+    torch.manual_seed(0)
+    plain, context = feature_maps(width=8, pooled=2), feature_maps(width=8, pooled=2, context=2)
+    assert plain(torch.rand(1, 3, 96, 96)).shape == context(torch.rand(1, 3, 96, 96)).shape == (1, 8, 24, 24)
+    convolutions = [block[0] for block in context[4:]]
+    assert [(c.dilation, c.padding) for c in convolutions] == [((2, 2), (2, 2)), ((4, 4), (4, 4))]
+    assert isinstance(context[-1][-1], nn.BatchNorm2d)  # no last ReLU: cosine similarities can be negative
+    assert isinstance(plain[3][-1], nn.BatchNorm2d) and isinstance(context[3][-1], nn.ReLU)
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_with_its_default():
+    from hallucinate.training.config import changed_settings
+    saved = SegmentationConfig().as_dict()
+    del saved["context_blocks"]
+    assert SegmentationConfig.from_saved(saved) == SegmentationConfig()
+    assert changed_settings(saved, SegmentationConfig()) == []
+    assert changed_settings(saved, SegmentationConfig(context_blocks=2)) == ["context_blocks"]
+
+
+def test_ink_input_makes_the_features_blind_to_hue():
+    torch.manual_seed(0)
+    model = build_segmenter(SegmentationConfig(width=8, ink_input=True)).eval()
+    assert model.backbone[0][0].in_channels == 1
+    scene = torch.zeros(1, 3, 96, 96)
+    scene[0, :, 40:50, 30:60] = torch.tensor([0.9, 0.2, 0.4])[:, None, None]
+    recoloured = scene[:, [2, 0, 1]]  # the same strokes, another hue of the same brightest channel
+    assert torch.equal(model.embed(scene), model.embed(recoloured))
+    plain = build_segmenter(SegmentationConfig(width=8)).eval()
+    assert not torch.allclose(plain.embed(scene), plain.embed(recoloured))

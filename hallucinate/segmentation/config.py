@@ -1,12 +1,13 @@
 """The settings of a few-shot segmentation run on Cluttered Omniglot: a frozen dataclass that pipelines fill and
 `--set` overrides (`hallucinate.training.override` takes any such dataclass)."""
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..training.config import SavedConfig
+
 
 @dataclass(frozen=True)
-class SegmentationConfig:
+class SegmentationConfig(SavedConfig):
     task: ClassVar[str] = "segmentation"  # not a setting: what tells this task's checkpoints from classification's
 
     clutter: int = 4  # characters per scene, in training and validation: 4, 8, 16, 32, 64, 128 or 256
@@ -14,6 +15,8 @@ class SegmentationConfig:
     k_shot: int = 1  # references per scene
     width: int = 64  # backbone: Conv-4 channels
     pooled: int = 2  # ... blocks that end in a 2x2 max-pool (2: a 24x24 feature map of a 96-pixel scene)
+    context_blocks: int = 0  # dilated 3x3 blocks after Conv-4 at feature resolution (dilations 2, 4, ...)
+    ink_input: bool = False  # the backbone sees the brightest colour channel alone (the refinement all three)
     cosine_scale: float = 20.0  # PANet's
     refinement: bool = True  # a light decoder on the upsampled similarity maps and the scene (else PANet's none)
     alignment_weight: float = 0.0  # PANet's prototype alignment loss (PAR), lambda; 0: off (PANet: 1)
@@ -35,12 +38,3 @@ class SegmentationConfig:
     seed: int = 0
     num_workers: int = 1  # processes generating training scenes
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_saved(cls, saved: dict) -> "SegmentationConfig":
-        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"the checkpoint's config has settings this version does not know: {unknown}")
-        return cls(**saved)

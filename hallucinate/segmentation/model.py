@@ -19,11 +19,16 @@ SEGMENTATION_HALLUCINATORS = ("mlp",)
 MASK_EPSILON = 1e-5  # PANet's: an all-empty mask pools to zeros instead of dividing by zero
 
 
-def feature_maps(*, width: int = 64, pooled: int = 2) -> nn.Sequential:
+def feature_maps(*, width: int = 64, pooled: int = 2, context: int = 0, in_channels: int = 3) -> nn.Sequential:
     """Conv-4 with max-pooling in its first ``pooled`` blocks only, so a 96-pixel scene keeps a ``96 / 2**pooled``
-    feature map, and without the last ReLU (as PANet's VGG has none): cosine similarities of non-negative features
-    could never be negative."""
-    blocks = Conv4(in_channels=3, image_size=REFERENCE_SIZE, width=width, pooled=pooled).blocks
+    feature map, then ``context`` blocks of 3x3 convolutions dilated 2, 4, 8, ... (a receptive field that grows to
+    a whole character at no loss of resolution), and without the last ReLU (as PANet's VGG has none): cosine
+    similarities of non-negative features could never be negative."""
+    blocks = list(Conv4(in_channels=in_channels, image_size=REFERENCE_SIZE, width=width, pooled=pooled).blocks)
+    for i in range(context):
+        dilation = 2 ** (i + 1)
+        blocks.append(nn.Sequential(nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation),
+                                    nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
     return nn.Sequential(*blocks[:-1], blocks[-1][:-1])
 
 
@@ -92,10 +97,10 @@ class PrototypeSegmenter(nn.Module):
     transform = staticmethod(image_tensor)
 
     def __init__(self, backbone: nn.Module, *, scale: float = 20.0, refinement: nn.Module | None = None,
-                 hallucinator: nn.Module | None = None, n_synthetic: int = 0):
+                 hallucinator: nn.Module | None = None, n_synthetic: int = 0, ink_input: bool = False):
         super().__init__()
         self.backbone, self.refinement, self.hallucinator = backbone, refinement, hallucinator
-        self.scale, self.n_synthetic = scale, n_synthetic
+        self.scale, self.n_synthetic, self.ink_input = scale, n_synthetic, ink_input
         self.hallucinating = hallucinator is not None and n_synthetic > 0
 
     def set_hallucination(self, on: bool) -> "PrototypeSegmenter":
@@ -105,8 +110,10 @@ class PrototypeSegmenter(nn.Module):
         return self
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in 0..1 -> feature maps ``[N, C, H / 2**pooled, W / 2**pooled]``."""
-        return self.backbone(images)
+        """``[N, 3, H, W]`` in 0..1 -> feature maps ``[N, C, H / 2**pooled, W / 2**pooled]``; with ``ink_input``
+        the backbone sees only the brightest colour channel, so matching shapes cannot depend on hue (the
+        refinement still sees the colours)."""
+        return self.backbone(images.amax(dim=1, keepdim=True) if self.ink_input else images)
 
     def prototypes(self, support_features: torch.Tensor, support_masks: torch.Tensor,
                    rng: torch.Generator | None = None) -> torch.Tensor:
@@ -178,9 +185,11 @@ def build_segmenter(config) -> PrototypeSegmenter:
             raise ValueError(f"segmentation trains the hallucinators {', '.join(SEGMENTATION_HALLUCINATORS)} (or "
                              f"none), not {config.hallucinator!r}")
         hallucinator = HALLUCINATORS.build(config.hallucinator, config, feature_dim=config.width)
-    return PrototypeSegmenter(feature_maps(width=config.width, pooled=config.pooled), scale=config.cosine_scale,
-                              refinement=Refinement() if config.refinement else None, hallucinator=hallucinator,
-                              n_synthetic=config.n_synthetic)
+    backbone = feature_maps(width=config.width, pooled=config.pooled, context=config.context_blocks,
+                            in_channels=1 if config.ink_input else 3)
+    refinement = Refinement() if config.refinement else None
+    return PrototypeSegmenter(backbone, scale=config.cosine_scale, refinement=refinement, hallucinator=hallucinator,
+                              n_synthetic=config.n_synthetic, ink_input=config.ink_input)
 
 
 def load_segmenter(state: dict, checkpoint) -> PrototypeSegmenter:

@@ -12,6 +12,7 @@ from ..device import resolve_device
 from ..training import distributed
 from ..training.checkpoint import CheckpointError, save_checkpoint
 from ..training.guard import SkipCounter, step_if
+from ..training.loss_meter import LossMeter
 from ..training.run_files import append_row, load_for_resume, restart_log, write_json_atomic
 from .config import SegmentationConfig
 from .evaluation import evaluate
@@ -78,10 +79,8 @@ def train_segmenter(config: SegmentationConfig, model: PrototypeSegmenter, train
     loader = torch.utils.data.DataLoader(train_scenes, batch_size=batch_size, num_workers=config.num_workers,
                                          sampler=range(start * batch_size, config.steps * batch_size),
                                          pin_memory=device.type == "cuda")
-    sums: dict[str, torch.Tensor] = {}
-    nonfinite: dict[str, torch.Tensor] = {}  # how many times each loss was NaN or inf since the last log row
     skips = SkipCounter(config.max_nonfinite_steps, device)
-    steps_since_log, interval_start, run_start = 0, time.perf_counter(), time.perf_counter()
+    meter, run_start = LossMeter(), time.perf_counter()
 
     def checkpoint(step: int) -> None:
         save_checkpoint(checkpoint_path, {
@@ -107,24 +106,15 @@ def train_segmenter(config: SegmentationConfig, model: PrototypeSegmenter, train
         skips.update(~ok, step)
 
         losses["iou"] = iou_per_image(predicted_masks(logits.detach()), batch["query_mask"].to(device)).mean()
-        for name, value in losses.items():
-            finite = torch.isfinite(value.detach())
-            sums[name] = sums.get(name, 0) + torch.where(finite, value.detach(), 0)
-            nonfinite[name] = nonfinite.get(name, 0) + ~finite
-        steps_since_log += 1
+        meter.add(losses)
         bar.update()
 
         if step % config.log_every == 0 or step == config.steps:
-            now = time.perf_counter()
-            counts = {name: int(count) for name, count in nonfinite.items()}
-            row = {"step": step, **{name: float(total) / (steps_since_log - counts[name])
-                                    if counts[name] < steps_since_log else None for name, total in sums.items()},
-                   "scenes_per_s": steps_since_log * batch_size / (now - interval_start),
-                   "skipped_steps": skips.take()}
+            means, counts, steps, seconds = meter.take()
+            row = {"step": step, **means, "scenes_per_s": steps * batch_size / seconds, "skipped_steps": skips.take()}
             record(row)
-            skips.check(counts, step - steps_since_log + 1, step)
+            skips.check(counts, step - steps + 1, step)
             bar.set_postfix(loss=row["segmentation"], iou=row["iou"])
-            sums, nonfinite, steps_since_log, interval_start = {}, {}, 0, now
         if step % config.val_every == 0 or step == config.steps:
             validation_start = time.perf_counter()
             result = evaluate(model, val_scenes, hallucinate=model.hallucinating, device=device, seed=config.seed)
@@ -135,7 +125,7 @@ def train_segmenter(config: SegmentationConfig, model: PrototypeSegmenter, train
                 best = {"val_iou": summary["iou"], "step": step,
                         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             bar.set_postfix(val_iou=f"{summary['iou']:.2f}")
-            interval_start += time.perf_counter() - validation_start
+            meter.leave_out(time.perf_counter() - validation_start)
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint(step)
     bar.close()
