@@ -45,6 +45,8 @@ def load(checkpoint: str | Path, *, device: str | None = None, data_root: str | 
         raise CheckpointError(f"{checkpoint} does not match the model its config describes: missing {missing}, "
                               f"unexpected {unexpected}")
     model.config = config
+    if hasattr(model.learner, "precision"):  # as model(...) embeds: in float32 (`evaluate` chooses its own)
+        model.learner.precision = "fp32"
     model = model.to(resolve_device(device)).eval()
     if model.hallucinator is not None and model.hallucinator.needs_base_statistics:
         from .data import open_store

@@ -56,6 +56,8 @@ def build_classifier(config) -> FewShotClassifier:
     if config.hallucinator != "none":
         hallucinator = HALLUCINATORS.build(config.hallucinator, config, feature_dim=backbone.out_dim)
     learner = LEARNERS.build(config.learner, config, feature_shape=backbone.feature_shape)
+    if hasattr(learner, "precision"):  # relation networks: their module computes in the backbone's precision
+        learner.precision = config.precision
     return FewShotClassifier(backbone, learner, hallucinator, n_synthetic=config.n_synthetic,
                              transform=ImageTransform(dataset.prepare_image, config.image_size))
 

@@ -63,7 +63,9 @@ def evaluate(model, split, *, n_way: int, k_shot: int, q_query: int = 15, episod
              hallucinate: bool | None = None, device: torch.device, precision: str = "fp32",
              bank: torch.Tensor | None = None, cache: Path | None = None, progress: bool = False) -> EvalResult:
     """Accuracy over ``episodes`` seeded episodes of ``split``; the same seed gives the same episodes, whatever
-    the model and whether it hallucinates (``None`` keeps the model's current setting)."""
+    the model and whether it hallucinates (``None`` keeps the model's current setting). ``precision`` is the
+    backbone's when it embeds the images, and that of a learner's part that has one (relation networks' module):
+    "fp32" evaluates it in float32 whatever the precision it was trained at."""
     sampler = EpisodeSampler(split.labels, n_way=n_way, k_shot=k_shot, q_query=q_query, episodes=episodes,
                              seed=seed)
     if bank is None and cache is not None:
@@ -74,8 +76,11 @@ def evaluate(model, split, *, n_way: int, k_shot: int, q_query: int = 15, episod
         bank = features.new_zeros(len(split), features.shape[1])
         bank[torch.as_tensor(used, device=device)] = features
     was_hallucinating, was_training = model.hallucinating, model.training
+    was_learner_precision = getattr(model.learner, "precision", None)
     if hallucinate is not None:
         model.set_hallucination(hallucinate)
+    if was_learner_precision is not None:
+        model.learner.precision = precision
     model.eval()
     rng = torch.Generator(device=device).manual_seed(seed)
     support_labels = torch.arange(n_way, device=device).repeat_interleave(k_shot)
@@ -90,5 +95,7 @@ def evaluate(model, split, *, n_way: int, k_shot: int, q_query: int = 15, episod
     finally:
         model.hallucinating = was_hallucinating
         model.train(was_training)
+        if was_learner_precision is not None:
+            model.learner.precision = was_learner_precision
     return EvalResult(tuple(torch.stack(correct).cpu().tolist()), n_way, k_shot, q_query, seed,
                       model.hallucinating if hallucinate is None else hallucinate)

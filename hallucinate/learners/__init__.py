@@ -7,7 +7,10 @@ the labels, which on a GPU makes the host wait for the device (the training loop
 ``LEARNERS`` maps a name to a keyword-only builder ``(feature_shape, **its settings) -> learner``: ``feature_shape``
 is what the backbone's flat features unflatten to, the other keywords that learner's own settings, named as a task's
 config names them; ``LEARNERS.build(name, config, feature_shape=...)`` takes them from a config.
-A learner trained with a loss other than cross-entropy on its logits defines ``loss(logits, labels)``."""
+A learner trained with a loss other than cross-entropy on its logits defines ``loss(logits, labels)``. One with a
+part that computes at a precision of its own (relation networks' module) has a ``precision`` attribute ("fp32",
+"bf16" or "auto"): `build_classifier` sets it to the config's, `hallucinate.load` to "fp32", and `evaluate` to the
+precision it evaluates at, for its episodes."""
 import torch
 from torch import nn
 

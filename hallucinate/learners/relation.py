@@ -3,6 +3,7 @@ concatenated along the channels; trained by mean squared error against one-hot t
 import torch
 from torch import nn
 
+from ..device import autocast
 from ..episode import ways
 from .protonet import class_means
 
@@ -32,14 +33,21 @@ class RelationModule(nn.Module):
 class RelationNetworks(nn.Module):
     """Each class is the (support-weighted) mean feature map of its support examples (Sung et al. sum the K shots;
     the mean keeps a class map at one scale however many synthetic examples join it); ``forward`` returns relation
-    scores."""
+    scores, in float32.
 
-    def __init__(self, feature_shape: tuple[int, int, int], *, hidden: int = 8):
+    ``precision`` is the relation module's: "fp32", "bf16" or "auto" (bf16 where the hardware supports it), under
+    `hallucinate.device.autocast` as the backbone runs. `build_classifier` gives it the config's precision, the
+    backbone's in training; `evaluate` sets it to the precision it evaluates at for its episodes."""
+
+    def __init__(self, feature_shape: tuple[int, int, int], *, hidden: int = 8, precision: str = "fp32"):
         super().__init__()
         if len(feature_shape) != 3:
             raise ValueError(f"relation networks compare feature maps (C, H, W); the backbone gives {feature_shape}")
+        if precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"the relation module's precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
         self.feature_shape = tuple(feature_shape)
         self.relation = RelationModule(self.feature_shape, hidden)
+        self.precision = precision
 
     def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
                 support_weights: torch.Tensor | None = None, *, n_way: int | None = None) -> torch.Tensor:
@@ -49,7 +57,9 @@ class RelationNetworks(nn.Module):
         n_query = len(queries)
         pairs = torch.cat([classes.unsqueeze(0).expand(n_query, -1, -1, -1, -1),
                            queries.unsqueeze(1).expand(-1, n_way, -1, -1, -1)], dim=2)
-        return self.relation(pairs.flatten(0, 1)).view(n_query, n_way)
+        with autocast(pairs.device, self.precision):
+            scores = self.relation(pairs.flatten(0, 1))
+        return scores.float().view(n_query, n_way)
 
     @staticmethod
     def loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

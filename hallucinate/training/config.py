@@ -100,7 +100,7 @@ class EpisodicConfig(SavedConfig):
     max_nonfinite_steps: int = 10  # consecutive steps with a NaN or inf loss (each skipped) before the run stops
     seed: int = 0
     num_workers: int = 1
-    precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32" for the backbone
+    precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32": the backbone's and relation module's
     channels_last: bool = True
 
     def __post_init__(self):
