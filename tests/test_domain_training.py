@@ -11,8 +11,8 @@ from torch import nn
 from hallucinate.backbones.feature_wise import add_feature_wise
 from hallucinate.data import DATASETS, omniglot as omniglot_module, open_store
 from hallucinate.domains.config import MultiDomainConfig
-from hallucinate.domains.training import (ConcatSplit, EpisodeObjective, EpisodePairs, lft_step, open_domain,
-                                          plain_step, run_multidomain, train_multidomain)
+from hallucinate.domains.training import (ConcatSplit, EpisodeObjective, EpisodePairs, domain_pair, lft_step,
+                                          open_domain, plain_step, run_multidomain, train_multidomain)
 from hallucinate.episode import Episode
 from hallucinate.evaluation import evaluate
 from hallucinate.learners import PrototypicalNetworks
@@ -385,3 +385,14 @@ def test_a_two_stage_run_trains_the_calibrated_gan_on_every_training_domains_cla
     assert state["model"]["hallucinator.generator.base_means"].shape == (3 * 12, 64)  # 12 train classes a domain
     for name, weight in stage1["best_model"].items():
         assert torch.equal(state["model"][name], weight), name  # the embedding frozen, its statistics too
+
+
+def test_domains_drawn_by_class_count_follow_it_and_uniform_draws_are_unchanged():
+    weights = np.array([70.0, 20.0, 10.0])
+    pairs = [domain_pair(0, episode, 3, weights) for episode in range(3000)]
+    seen = np.bincount([s for s, _ in pairs], minlength=3) / len(pairs)
+    assert np.allclose(seen, weights / weights.sum(), atol=0.03)
+    assert all(s != u for s, u in pairs)
+    assert domain_pair(5, 7, 3) == tuple(int(d) for d in np.random.default_rng([5, 7]).choice(3, 2, replace=False))
+    with pytest.raises(ValueError, match="unknown domain_sampling 'sizes'; valid: uniform, classes"):
+        MultiDomainConfig(domain_sampling="sizes")

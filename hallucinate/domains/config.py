@@ -10,6 +10,7 @@ from ..training.config import EpisodicConfig
 # lft: the two steps that learn those layers (Tseng et al. 2020); mldg: meta-learning domain generalisation (Li et al.
 # 2018). Every one draws a pseudo-seen and a pseudo-unseen domain each episode (see `hallucinate.domains.training`).
 TRAINERS = ("aggregate", "fwt_fixed", "lft", "mldg")
+DOMAIN_SAMPLING = ("uniform", "classes")
 # The trainers that use the pseudo-unseen domain's episode, and so need two training domains at least.
 TWO_DOMAIN_TRAINERS = ("lft", "mldg")
 # Learners that fit a head inside forward on pre-trained features: nothing for a second step to differentiate.
@@ -35,6 +36,7 @@ class MultiDomainConfig(EpisodicConfig):
     val_domain: str = "noto_glyphs"
     test_domain: str = ""  # the left-out domain of a leave-one-domain-out run, recorded and checked ("": none)
     trainer: str = "lft"
+    domain_sampling: str = "uniform"  # the domains of an episode: "uniform", or "classes" (by their class counts)
     fwt_gamma_init: float = 0.3  # theta_gamma of every feature-wise layer: the scale's noise is softplus of it
     fwt_beta_init: float = 0.5  # theta_beta: the shift's
     fwt_lr: float = 1e-3  # lft: Adam on the layers' parameters (weight decay 1e-8, as Tseng et al.)
@@ -47,6 +49,8 @@ class MultiDomainConfig(EpisodicConfig):
         super().__post_init__()
         if self.trainer not in TRAINERS:
             raise ValueError(f"unknown trainer {self.trainer!r}; valid: {', '.join(TRAINERS)}")
+        if self.domain_sampling not in DOMAIN_SAMPLING:
+            raise ValueError(f"unknown domain_sampling {self.domain_sampling!r}; valid: {', '.join(DOMAIN_SAMPLING)}")
         names = self.training_domains
         if not names or any(not name for name in names):
             raise ValueError(f"domains must be comma-separated data set names, got {self.domains!r}")

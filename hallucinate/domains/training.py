@@ -78,23 +78,29 @@ class ConcatSplit(torch.utils.data.Dataset):
         return items
 
 
-def domain_pair(seed: int, episode: int, n_domains: int) -> tuple[int, int | None]:
-    """The pseudo-seen and pseudo-unseen domains of ``episode`` (two different ones, drawn uniformly; with one domain,
-    that domain and None): a function of the seed and the episode's number alone."""
+def domain_pair(seed: int, episode: int, n_domains: int, weights: np.ndarray | None = None
+                ) -> tuple[int, int | None]:
+    """The pseudo-seen and pseudo-unseen domains of ``episode`` (two different ones, drawn uniformly, or the first in
+    proportion to ``weights`` and the second among the rest in proportion to theirs; with one domain, that domain
+    and None): a function of the seed and the episode's number alone."""
     if n_domains == 1:
         return 0, None
-    seen, unseen = np.random.default_rng([seed, episode]).choice(n_domains, 2, replace=False)
+    p = None if weights is None else weights / weights.sum()
+    seen, unseen = np.random.default_rng([seed, episode]).choice(n_domains, 2, replace=False, p=p)
     return int(seen), int(unseen)
 
 
 class EpisodePairs(torch.utils.data.Dataset):
     """Item ``e`` is episode ``e``'s ``(pseudo-seen Episode, pseudo-unseen Episode or None)`` (see `domain_pair`);
-    the pseudo-unseen one is read only when ``with_unseen`` (the trainers that use it). Domain ``d``'s episodes come from an
-    `EpisodeSampler` of seed ``seed + 1 + d``, its episode ``e`` at episode ``e``."""
+    the pseudo-unseen one is read only when ``with_unseen`` (the trainers that use it). Domain ``d``'s episodes come
+    from an `EpisodeSampler` of seed ``seed + 1 + d``, its episode ``e`` at episode ``e``. ``sampling`` "uniform"
+    draws the domains alike, "classes" in proportion to their numbers of classes."""
 
     def __init__(self, splits: list, *, n_way: int, k_shot: int, q_query: int, episodes: int, seed: int,
-                 with_unseen: bool, names: list[str]):
+                 with_unseen: bool, names: list[str], sampling: str = "uniform"):
         self.splits, self.episodes, self.seed, self.with_unseen = splits, episodes, seed, with_unseen
+        self.weights = None if sampling == "uniform" else np.array([len(np.unique(split.labels)) for split in splits],
+                                                                   dtype=float)
         self.samplers = []
         for d, (split, name) in enumerate(zip(splits, names)):
             try:
@@ -108,7 +114,7 @@ class EpisodePairs(torch.utils.data.Dataset):
         return self.episodes
 
     def __getitem__(self, episode: int):
-        seen, unseen = domain_pair(self.seed, episode, len(self.splits))
+        seen, unseen = domain_pair(self.seed, episode, len(self.splits), self.weights)
         return self._episode(seen, episode), self._episode(unseen, episode) if self.with_unseen else None
 
     def _episode(self, domain: int, episode: int) -> Episode:
@@ -283,7 +289,7 @@ def train_multidomain(config: MultiDomainConfig, model: nn.Module, train_splits:
     two_steps = config.trainer in ("lft", "mldg")
     pairs = EpisodePairs([train_splits[name] for name in names], n_way=config.n_way, k_shot=config.k_shot,
                          q_query=config.q_query, episodes=config.episodes, seed=config.seed, with_unseen=two_steps,
-                         names=names)
+                         names=names, sampling=config.domain_sampling)
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, sampler=range(start, config.episodes),
                                          collate_fn=_unchanged, num_workers=config.num_workers,
                                          prefetch_factor=4 if config.num_workers else None)
