@@ -1,14 +1,15 @@
 """Every segmentation number the docs show: each checkpoint on the same fixed Cluttered Omniglot test scenes.
 
     python benchmarks/segmentation_table.py [CHECKPOINT ...] [--clutter 4 8 16 32]
-        [--subsets test-one-shot test-train] [--same-drawer true false] [--images 1000]
+        [--subsets test-one-shot test-train] [--same-drawer true false] [--images 1000] [--baseline NAME]
 
 Default checkpoints: checkpoints/cluttered_omniglot_segmentation_conv4.pt (no hallucinator) and
 checkpoints/cluttered_omniglot_segmentation_mlp_conv4.pt (the MLP hallucinator); a missing one is reported as
 missing. For each subset, kind of reference (the target's own drawing, or another drawer's) and clutter level it
 generates the first --images scenes once and evaluates every checkpoint on them: hallucination off, and on where the
 checkpoint has a hallucinator, with the paired on - off gain (mean and 95% interval over the same scenes), and each
-hallucinating checkpoint (on) against each plain one, paired the same way. Beside them: the two floors (predicting
+hallucinating checkpoint (on) against each plain one, paired the same way; with --baseline (a plain checkpoint's
+name), every other plain checkpoint against it too. Beside them: the two floors (predicting
 nothing; predicting every inked pixel) and Michaelis et al.'s published IoU where it is published and verified
 (test-one-shot, the target's own drawing). Prints one JSON line per cell and a Markdown table; writes
 docs/segmentation.json (or --out).
@@ -66,6 +67,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="of the hallucinators' noise")
     parser.add_argument("--data-root")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument("--baseline", help="a plain checkpoint's name: the other plain ones' gains over it")
     parser.add_argument("--out", default="docs/segmentation.json")
     args = parser.parse_args()
     if args.images < 2:
@@ -99,6 +101,9 @@ def main() -> int:
     k_shot = k_shots.pop()
     hallucinating = [name for name, model in models.items() if model.hallucinating]
     plain = [name for name in models if name not in hallucinating]
+    if args.baseline is not None and args.baseline not in plain:
+        parser.error(f"--baseline must name a plain checkpoint of this run ({', '.join(plain)}), got {args.baseline!r}")
+    over_baseline = [name for name in plain if args.baseline is not None and name != args.baseline]
     print(f"checkpoints: {json.dumps(checkpoints)}", flush=True)
 
     cells, evaluated, evaluation_s = [], 0, 0.0
@@ -129,7 +134,11 @@ def main() -> int:
                          "published": published_iou(subset, same_drawer, level), "results": results,
                          "hallucinating_minus_plain": {
                              f"{h} on - {p}": gain_cell(paired_iou_gain(measured[h, True], measured[p, False]))
-                             for h in hallucinating for p in plain}}
+                             for h in hallucinating for p in plain},
+                         "plain_minus_baseline": {
+                             f"{p} - {args.baseline}": gain_cell(paired_iou_gain(measured[p, False],
+                                                                                 measured[args.baseline, False]))
+                             for p in over_baseline}}
                 cells.append(cell)
                 print(json.dumps(cell), flush=True)
 
@@ -158,11 +167,12 @@ def _print_table(args, cells: list[dict], names: list[str], hallucinating: list[
     titles = {"off": "{} off", "on": "{} on", "on_minus_off": "{} on − off"}
     title = lambda name, mode: name if name in plain else titles[mode].format(name)
     pairs = [f"{h} on - {p}" for h in hallucinating for p in plain]
+    baseline_pairs = [f"{p} - {args.baseline}" for p in plain if args.baseline is not None and p != args.baseline]
     print(f"\nIoU % ± 95% interval over the first {args.images} scenes of each cell, every checkpoint on the same "
           "scenes; gains paired image by image; floors: predicting nothing (empty) and every inked pixel (inked); "
           f"published: {PUBLISHED_SOURCE}, on the paper's task only (test-one-shot, the target's own drawing)\n")
     header = ["subset", "references", "characters", *(title(name, mode) for name, mode in columns),
-              *(pair.replace(" - ", " − ") for pair in pairs), "empty floor", "inked floor", *PUBLISHED_IOU]
+              *(pair.replace(" - ", " − ") for pair in pairs + baseline_pairs), "empty floor", "inked floor", *PUBLISHED_IOU]
     print("| " + " | ".join(header) + " |")
     print("| " + " | ".join("---" for _ in header) + " |")
     for cell in cells:
@@ -170,6 +180,7 @@ def _print_table(args, cells: list[dict], names: list[str], hallucinating: list[
         row += [gain(cell["results"][name][mode]) if mode == "on_minus_off" else iou(cell["results"][name][mode])
                 for name, mode in columns]
         row += [gain(cell["hallucinating_minus_plain"][pair]) for pair in pairs]
+        row += [gain(cell["plain_minus_baseline"][pair]) for pair in baseline_pairs]
         row += [f"{cell['floor_empty_iou']:.2f}", f"{cell['floor_inked_iou']:.2f}",
                 *(published(cell["published"][model]) for model in PUBLISHED_IOU)]
         print("| " + " | ".join(str(value) for value in row) + " |")

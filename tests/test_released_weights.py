@@ -45,6 +45,7 @@ def test_released_file_loads_and_matches_its_name(path, data_root, cache):
     if getattr(config, "task", None) == "segmentation":
         assert path.name.startswith("cluttered_omniglot_segmentation_")
         assert (f"_{config.hallucinator}_" in path.name) == (config.hallucinator != "none")
+        assert ("_ink_" in path.name) == config.ink_input
         return
     if getattr(config, "task", None) == "detection":
         from hallucinate.detection.detector import FewShotDetector

@@ -112,3 +112,23 @@ def test_no_checkpoint_at_all_is_an_error_that_names_them(tmp_path):
     assert done.returncode == 2
     assert f"none of the checkpoints exists: {tmp_path / 'a.pt'}, {tmp_path / 'b.pt'}" in done.stderr
     assert not (tmp_path / "table.json").exists()
+
+
+def test_baseline_gains_pair_plain_checkpoints_and_a_model_against_itself_gains_nothing(table, data_root, tmp_path):
+    _, _, folder = table
+    twin = tmp_path / "cluttered_omniglot_segmentation_twin.pt"
+    twin.write_bytes((folder / "plain" / "checkpoint.pt").read_bytes())
+    out = tmp_path / "baseline.json"
+    done = run_table(str(folder / "plain" / "checkpoint.pt"), str(twin), "--baseline", "plain", "--clutter", "4",
+                     "--images", str(IMAGES), "--subsets", "test-one-shot", "--same-drawer", "true",
+                     "--data-root", str(data_root), "--device", "cpu", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    cell, = json.loads(out.read_text())["cells"]
+    assert cell["plain_minus_baseline"] == {"twin - plain": [0.0, 0.0]}
+    header, = [line for line in done.stdout.splitlines() if line.startswith("| subset |")]
+    assert "| twin − plain |" in header
+    refused = run_table(str(folder / "plain" / "checkpoint.pt"), str(folder / "mlp" / "checkpoint.pt"),
+                        "--baseline", "mlp", "--clutter", "4", "--images", str(IMAGES), "--data-root",
+                        str(data_root), "--device", "cpu", "--out", str(tmp_path / "refused.json"))
+    assert refused.returncode == 2
+    assert "--baseline must name a plain checkpoint of this run (plain), got 'mlp'" in refused.stderr
