@@ -150,7 +150,7 @@ def changed_settings(saved: dict, config, ignore: tuple[str, ...] = ()) -> list[
     checkpoint lacks (added to the code after it was written) counts as the value its code had (``saved_value``).
     Without a hallucinator on either side, the hallucinator's settings do nothing and are not compared."""
     saved_value = type(config).saved_value
-    if getattr(config, "hallucinator", "none") == "none" and saved_value(saved, "hallucinator") == "none":
+    if getattr(config, "hallucinator", "none") == "none" and saved.get("hallucinator", "none") == "none":
         ignore = ignore + HALLUCINATOR_SETTINGS
     return [key for key in config.as_dict() if key not in ignore and saved_value(saved, key) != getattr(config, key)]
 
