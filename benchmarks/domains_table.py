@@ -5,15 +5,15 @@ the same seeded episodes, so the gains are paired.
     python benchmarks/domains_table.py --left-out hershey cifar_fs_gray [--arms single aggregate fwt_fixed lft mldg]
         [--settings 5x1 5x5] [--episodes 1000] [--runs runs/domains] [--set KEY=VALUE ...] [--out docs/domains.json]
 
-Arms: ``single`` (the aggregate trainer on Omniglot alone; no cell when Omniglot is left out), ``aggregate`` (plain multi-domain training), ``fwt_fixed``,
-``lft`` and ``mldg`` (`hallucinate.domains.config.TRAINERS`), each with its pipeline's settings
-(pipelines/multidomain_protonet*.py) and ``--set`` on top. Model selection is on the val split of noto_glyphs
-(printed glyphs of Omniglot's Vinyals val scripts, which no training split holds), or of Omniglot when noto_glyphs
-is the left-out domain; the left-out domain is never seen before its test. A run folder is named by what it trains
-(the trainer, the domains, the validation domain), so arms that train the same thing share it, and a finished run is
-evaluated, not retrained; an unfinished one resumes. ``--left-out all`` leaves out each of the five in turn. Prints
-one JSON line per cell (with the median training episodes per second of the arm's run), then a Markdown table with
-each arm's paired gain over ``aggregate``.
+Arms: ``single`` (the aggregate trainer on Omniglot alone; no cell when Omniglot is left out), ``aggregate`` (plain
+multi-domain training), ``fwt_fixed``, ``lft`` and ``mldg`` (`hallucinate.domains.config.TRAINERS`), each with its
+pipeline's settings (pipelines/multidomain_protonet*.py) and ``--set`` on top. Model selection is on the val split of
+noto_glyphs (printed glyphs of Omniglot's Vinyals val scripts, which no training split holds), or of Omniglot when
+noto_glyphs is the left-out domain; the left-out domain is never seen before its test. A run folder is named by what
+it trains (the trainer, the domains, the validation domain, a `domain_sampling` other than uniform), so arms that
+train the same thing share it, and a finished run is evaluated, not retrained; an unfinished one resumes.
+``--left-out all`` leaves out each of the five in turn. Prints one JSON line per cell (with the median training
+episodes per second of the arm's run), then a Markdown table with each arm's paired gain over ``aggregate``.
 
 ``--in-domain`` measures instead what training across domains costs on Omniglot itself: each arm trained on all five
 domains (``single``: on Omniglot alone), on Omniglot's Vinyals test classes, with the gains paired over ``single``:
@@ -142,8 +142,8 @@ def main() -> None:
                 result = evaluate(model, test_split, n_way=n_way, k_shot=k_shot, episodes=args.episodes, seed=0,
                                   hallucinate=False, device=device)
                 results[arm, setting] = result
-                cell = {"left_out": left_out or "none (tested on omniglot)", "arm": arm, "trainer": config.trainer, "domains": config.domains,
-                        "val_domain": config.val_domain, "checkpoint": str(checkpoint),
+                cell = {"left_out": left_out or "none (tested on omniglot)", "arm": arm, "trainer": config.trainer,
+                        "domains": config.domains, "val_domain": config.val_domain, "checkpoint": str(checkpoint),
                         "training_s_this_run": round(trained, 1),
                         "training_episodes_per_s_median": training_speed(folder)} | result.as_dict()
                 if arm != baseline and (baseline, setting) in results:

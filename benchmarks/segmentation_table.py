@@ -172,7 +172,8 @@ def _print_table(args, cells: list[dict], names: list[str], hallucinating: list[
           "scenes; gains paired image by image; floors: predicting nothing (empty) and every inked pixel (inked); "
           f"published: {PUBLISHED_SOURCE}, on the paper's task only (test-one-shot, the target's own drawing)\n")
     header = ["subset", "references", "characters", *(title(name, mode) for name, mode in columns),
-              *(pair.replace(" - ", " − ") for pair in pairs + baseline_pairs), "empty floor", "inked floor", *PUBLISHED_IOU]
+              *(pair.replace(" - ", " − ") for pair in pairs + baseline_pairs), "empty floor", "inked floor",
+              *PUBLISHED_IOU]
     print("| " + " | ".join(header) + " |")
     print("| " + " | ".join("---" for _ in header) + " |")
     for cell in cells:
